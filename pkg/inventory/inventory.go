@@ -1,0 +1,208 @@
+// Package inventory is the public contract of the ds01 awareness layer: the
+// schema of the workload inventory that ds01-scan writes, the functions that
+// load and save it, the pure Reconcile step that turns the previous inventory
+// and a new observation into the next inventory plus its transitions, and the
+// writer of the JSONL event log.
+//
+// Other Go tools import this package to read the inventory; it links no
+// Docker or NVML code.
+package inventory
+
+import "time"
+
+// SchemaVersion is the version of the inventory file format this package
+// reads and writes. It changes only when a field changes meaning or type;
+// added fields keep the version.
+const SchemaVersion = 1
+
+// Workload types. Container types are origins; the last two are processes.
+const (
+	TypeDS01Managed   = "ds01-managed"
+	TypeDevcontainer  = "devcontainer"
+	TypeDockerCompose = "docker-compose"
+	TypeRawDocker     = "raw-docker"
+	TypeUnknown       = "unknown"
+	TypeHostProcess   = "host-process"
+	TypeSystem        = "system"
+)
+
+// Types lists every workload type, in the order the tools present them.
+var Types = []string{
+	TypeDS01Managed, TypeDevcontainer, TypeDockerCompose, TypeRawDocker,
+	TypeUnknown, TypeHostProcess, TypeSystem,
+}
+
+// Source names as they appear in Inventory.Sources.
+const (
+	SourceDocker = "docker"
+	SourceNVML   = "nvml"
+	SourceProcfs = "procfs"
+)
+
+// Inventory is the whole file written by ds01-scan. Importers should use
+// Workloads for a flat view rather than walking the sections themselves.
+type Inventory struct {
+	// SchemaVersion is SchemaVersion when written by this package.
+	SchemaVersion int `json:"schema_version"`
+	// Scan describes the scan that wrote the file.
+	Scan ScanInfo `json:"scan"`
+	// Sources maps a source name (SourceDocker, …) to how it fared.
+	Sources map[string]SourceStatus `json:"sources"`
+	// Containers holds every container known, running or not, keyed by ID.
+	Containers []Container `json:"containers"`
+	// HostProcesses holds GPU processes outside any known container that
+	// were seen on at least two consecutive scans.
+	HostProcesses []HostProcess `json:"host_processes"`
+	// PendingProcesses holds GPU processes seen on one scan only. They are
+	// scanner state, not workloads: a process enters HostProcesses only when
+	// the next scan still sees it.
+	PendingProcesses []HostProcess `json:"pending_processes"`
+}
+
+// ScanInfo is metadata about one scan.
+type ScanInfo struct {
+	// ID identifies the scan; every event it wrote carries it.
+	ID string `json:"id"`
+	// Time is when the scan started (UTC).
+	Time time.Time `json:"time"`
+	// DurationMS is how long the scan took, in milliseconds.
+	DurationMS int64 `json:"duration_ms"`
+	// Host is the machine's hostname.
+	Host string `json:"host,omitempty"`
+	// Version is the version of ds01-scan that wrote the file.
+	Version string `json:"version,omitempty"`
+}
+
+// SourceStatus is how one source fared on the last scan.
+type SourceStatus struct {
+	// OK is true when the source answered on the last scan.
+	OK bool `json:"ok"`
+	// Error says why the source failed; empty when OK.
+	Error string `json:"error,omitempty"`
+	// LastSuccess is when the source last answered; nil if never.
+	LastSuccess *time.Time `json:"last_success"`
+}
+
+// GPUAccess is what a container declared about GPUs when it was created.
+type GPUAccess struct {
+	// Declared is true when any channel grants GPU access.
+	Declared bool `json:"declared"`
+	// Channels names how access was declared: see the Channel constants.
+	Channels []string `json:"channels,omitempty"`
+	// Devices are the GPUs declared, where they can be told: "all", an
+	// index ("0"), a MIG instance ("0:1"), or a UUID ("GPU-…", "MIG-…").
+	// Empty with Declared true means "some GPU, which one is unknown".
+	Devices []string `json:"devices,omitempty"`
+}
+
+// Channels through which a container declares GPU access.
+const (
+	ChannelDeviceRequest  = "device_request"  // --gpus, DeviceRequests
+	ChannelRuntime        = "runtime"         // --runtime=nvidia (or default runtime) with NVIDIA_VISIBLE_DEVICES
+	ChannelCDI            = "cdi"             // CDI device names nvidia.com/gpu=…
+	ChannelDevice         = "device"          // --device /dev/nvidia*
+	ChannelBindMount      = "bind_mount"      // -v /dev/nvidia*:…
+	ChannelPrivileged     = "privileged"      // --privileged sees every device
+	ChannelAllocatorLabel = "allocator_label" // ds01.gpu.uuid, ds01.gpu.uuids, ds01.gpu.slots
+)
+
+// GPUProcess is one process seen on a GPU.
+type GPUProcess struct {
+	PID         int     `json:"pid"`
+	GPU         string  `json:"gpu"`
+	MemoryBytes *uint64 `json:"memory_bytes"`
+}
+
+// Container is one container known to the Docker engine (or, with type
+// TypeUnknown and no Docker data, one seen only through a process cgroup).
+type Container struct {
+	// ID is the full 64-hex container ID: the key.
+	ID string `json:"id"`
+	// Name is the container name without Docker's leading slash.
+	Name string `json:"name"`
+	// Image is the image reference the container was created from.
+	Image string `json:"image"`
+	// Command is the command line, as docker ps shows it.
+	Command string `json:"command"`
+	// Type is the origin: one of the container Type constants.
+	Type string `json:"type"`
+	// Status is Docker's state: created, running, paused, restarting,
+	// removing, exited or dead.
+	Status string `json:"status"`
+	// ExitCode is the exit code of an exited container.
+	ExitCode *int `json:"exit_code"`
+	// CreatedAt is when Docker created the container.
+	CreatedAt time.Time `json:"created_at"`
+	// StartedAt is when the container last started; nil if never.
+	StartedAt *time.Time `json:"started_at"`
+	// DetectedAt is when ds01-scan first saw the container. It never changes.
+	DetectedAt time.Time `json:"detected_at"`
+	// LastSeen is when a source last confirmed the container.
+	LastSeen time.Time `json:"last_seen"`
+	// Stale is true when the Docker source was down on the last scan and
+	// this entry is the last data it gave.
+	Stale bool `json:"stale"`
+	// PID is the host PID of the container's main process while running.
+	PID int `json:"pid,omitempty"`
+
+	// User is who the container belongs to: a user name, "uid:<n>" when
+	// the uid has no name, "root", or "unknown".
+	User string `json:"user"`
+	// UserSource names the signal that gave User (see package attribution).
+	UserSource string `json:"user_source"`
+
+	// GPU is the declared GPU access.
+	GPU GPUAccess `json:"gpu"`
+	// GPUProcesses are this container's processes observed on a GPU.
+	GPUProcesses []GPUProcess `json:"gpu_processes,omitempty"`
+
+	// CPUPercent is CPU use since the previous scan, 100 = one core.
+	CPUPercent *float64 `json:"cpu_percent"`
+	// MemoryBytes is the container's memory use.
+	MemoryBytes *uint64 `json:"memory_bytes"`
+	// CPUUsageNS and CPUSampledAt are the counter the next CPUPercent is
+	// computed from. Scanner state.
+	CPUUsageNS   uint64     `json:"cpu_usage_ns,omitempty"`
+	CPUSampledAt *time.Time `json:"cpu_sampled_at,omitempty"`
+
+	// Labels holds the labels classification and attribution read (ds01.*,
+	// com.docker.compose.*, devcontainer.*), each value capped in size.
+	// Other labels are not kept.
+	Labels map[string]string `json:"labels,omitempty"`
+	// DetectedLabels are the ds01.detected.* labels the docker wrapper
+	// should apply when the container is next created.
+	DetectedLabels map[string]string `json:"detected_labels"`
+	// InspectError says why the container could not be inspected; such a
+	// container has type TypeUnknown until an inspect succeeds.
+	InspectError string `json:"inspect_error,omitempty"`
+}
+
+// HostProcess is a GPU process outside any container, keyed by PID and start
+// time so that a reused PID never inherits another process's history.
+type HostProcess struct {
+	PID int `json:"pid"`
+	// StartTicks is the process start time in clock ticks since boot.
+	StartTicks uint64 `json:"start_ticks"`
+	// Type is TypeHostProcess or TypeSystem.
+	Type       string    `json:"type"`
+	Command    string    `json:"command"`
+	User       string    `json:"user"`
+	UserSource string    `json:"user_source"`
+	StartedAt  time.Time `json:"started_at"`
+	DetectedAt time.Time `json:"detected_at"`
+	LastSeen   time.Time `json:"last_seen"`
+	Stale      bool      `json:"stale"`
+	// GPUs are the GPUs the process is on.
+	GPUs []string `json:"gpus"`
+	// GPUMemoryBytes is the GPU memory the process uses; nil when unknown.
+	GPUMemoryBytes *uint64 `json:"gpu_memory_bytes"`
+}
+
+// Key returns the process key: PID and start ticks.
+func (p HostProcess) Key() ProcessKey { return ProcessKey{PID: p.PID, StartTicks: p.StartTicks} }
+
+// ProcessKey identifies a process across PID reuse.
+type ProcessKey struct {
+	PID        int
+	StartTicks uint64
+}
