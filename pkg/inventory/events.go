@@ -1,0 +1,259 @@
+package inventory
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxEventLine is the size every event line stays under, newline included,
+// so that one write(2) with O_APPEND is atomic for the log's readers.
+const MaxEventLine = 4096
+
+// EventSchemaVersion is the envelope version shared with the rest of ds01.
+const EventSchemaVersion = "1"
+
+// EventSource is the "source" of every event ds01-scan writes.
+const EventSource = "ds01-scan"
+
+// Event is one line of the ds01 event log. The field names and their order
+// are shared with the lab's other ds01 tools and must not change.
+type Event struct {
+	// Timestamp is UTC with a Z, at most microsecond precision.
+	Timestamp string `json:"timestamp"`
+	EventType string `json:"event_type"`
+	// User is omitted when the event concerns no known user.
+	User          string         `json:"user,omitempty"`
+	Source        string         `json:"source"`
+	Details       map[string]any `json:"details"`
+	SchemaVersion string         `json:"schema_version"`
+}
+
+// FormatTimestamp renders t as the event log wants it: UTC, a Z, and exactly
+// six fractional digits (microseconds). Python 3.8–3.10's fromisoformat, which
+// the lab's consumers use, accepts three or six digits and nothing else.
+func FormatTimestamp(t time.Time) string {
+	return t.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z")
+}
+
+// EventLog appends events to a JSONL file. It is not safe for concurrent use;
+// ds01-scan holds the scan lock while writing.
+type EventLog struct {
+	f    *os.File
+	path string
+}
+
+// OpenEventLog opens path for appending, creating it (mode 0644) if absent.
+// It refuses a symbolic link or anything but a regular file: the directory
+// may be writable by a group the scanner does not trust.
+func OpenEventLog(path string) (*EventLog, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("open event log %s: refusing a symbolic link", path)
+		}
+		return nil, fmt.Errorf("open event log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat event log %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open event log %s: not a regular file", path)
+	}
+	return &EventLog{f: f, path: path}, nil
+}
+
+// Append writes e as one line with one write. Details too large for
+// MaxEventLine are cut down and marked "truncated": true.
+func (l *EventLog) Append(e Event) error {
+	line, err := EncodeEvent(e)
+	if err != nil {
+		return err
+	}
+	if _, err := l.f.Write(line); err != nil {
+		return fmt.Errorf("append to event log %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Sync flushes appended events to stable storage.
+func (l *EventLog) Sync() error {
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("fsync event log %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Close closes the log.
+func (l *EventLog) Close() error { return l.f.Close() }
+
+// essentialDetails are kept when an event must be cut to its bones.
+var essentialDetails = []string{"container_id", "container_id_short", "type", "status", "pid", "start_ticks", "source", "scan_id", "base_scan_id", "from", "to"}
+
+// EncodeEvent returns e as one newline-terminated JSON line shorter than
+// MaxEventLine, truncating details when needed.
+func EncodeEvent(e Event) ([]byte, error) {
+	line, err := marshalLine(e)
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < MaxEventLine {
+		return line, nil
+	}
+	e.User = truncateString(e.User, 64)
+	for _, limit := range []int{512, 128, 32} {
+		e.Details = shrinkDetails(e.Details, limit)
+		if line, err = marshalLine(e); err != nil || len(line) < MaxEventLine {
+			return line, err
+		}
+	}
+	small := map[string]any{"truncated": true}
+	for _, k := range essentialDetails {
+		if v, ok := e.Details[k]; ok {
+			small[k] = v
+		}
+	}
+	e.Details = small
+	return marshalLine(e)
+}
+
+func marshalLine(e Event) ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.EventType, err)
+	}
+	return append(b, '\n'), nil
+}
+
+// shrinkDetails cuts every string in details (and in nested maps and lists)
+// to limit bytes, and lists to limit/8 items.
+func shrinkDetails(details map[string]any, limit int) map[string]any {
+	out := make(map[string]any, len(details)+1)
+	for k, v := range details {
+		out[truncateString(k, 64)] = shrinkValue(v, limit)
+	}
+	out["truncated"] = true
+	return out
+}
+
+func shrinkValue(v any, limit int) any {
+	switch x := v.(type) {
+	case string:
+		return truncateString(x, limit)
+	case []string:
+		n := min(len(x), max(limit/8, 2))
+		out := make([]string, n)
+		for i := range n {
+			out[i] = truncateString(x[i], limit)
+		}
+		return out
+	case map[string]string:
+		out := make(map[string]string, len(x))
+		for k, s := range x {
+			if len(out) >= max(limit/8, 2) {
+				break
+			}
+			out[truncateString(k, 64)] = truncateString(s, limit)
+		}
+		return out
+	case map[string]any:
+		return shrinkDetails(x, limit)
+	}
+	return v
+}
+
+// truncateString cuts s to at most limit bytes on a rune boundary, marking
+// the cut with an ellipsis.
+func truncateString(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "\uFFFD") + "…"
+}
+
+// NewEvent builds the event for t. scanID is the scan writing it; baseScanID
+// the scan whose inventory it was computed against, so that an event
+// repeated after a crash is recognisable by the same base_scan_id.
+func (t Transition) NewEvent(scanID, baseScanID string, now time.Time) Event {
+	d := map[string]any{"scan_id": scanID}
+	if baseScanID != "" {
+		d["base_scan_id"] = baseScanID
+	}
+	e := Event{Timestamp: FormatTimestamp(now), EventType: t.Type, Source: EventSource, Details: d, SchemaVersion: EventSchemaVersion}
+	if t.From != "" || t.To != "" {
+		d["from"], d["to"] = t.From, t.To
+	}
+	switch {
+	case t.Container != nil:
+		c := t.Container
+		d["container_id"] = c.ID
+		d["container_id_short"] = ShortID(c.ID)
+		d["name"] = c.Name
+		d["type"] = c.Type
+		d["image"] = c.Image
+		d["status"] = c.Status
+		d["gpu_declared"] = c.GPU.Declared
+		d["gpu_channels"] = nonNil(c.GPU.Channels)
+		d["gpus"] = nonNil(c.GPU.Devices)
+		d["user_source"] = c.UserSource
+		d["detected_labels"] = c.DetectedLabels
+		if c.ExitCode != nil && c.Status == "exited" {
+			d["exit_code"] = *c.ExitCode
+		}
+		e.User = eventUser(c.User)
+	case t.Process != nil:
+		p := t.Process
+		d["pid"] = p.PID
+		d["start_ticks"] = p.StartTicks
+		d["type"] = p.Type
+		d["command"] = p.Command
+		d["gpus"] = nonNil(p.GPUs)
+		if p.GPUMemoryBytes != nil {
+			d["gpu_memory_bytes"] = *p.GPUMemoryBytes
+		}
+		d["user_source"] = p.UserSource
+		e.User = eventUser(p.User)
+	case t.Source != "":
+		d["source"] = t.Source
+		if t.Error != "" {
+			d["error"] = t.Error
+		}
+	}
+	return e
+}
+
+// eventUser leaves out users that say nothing: the envelope omits the user
+// when it is unknown to the event.
+func eventUser(u string) string {
+	if u == "unknown" {
+		return ""
+	}
+	return u
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// ShortID returns the 12-character form of a container ID.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,252 @@
+package inventory
+
+import (
+	"sort"
+	"time"
+)
+
+// Event types written to the event log. The names are shared with the rest
+// of ds01 and never change.
+const (
+	EventContainerDiscovered     = "detection.container_discovered"
+	EventContainerStatusChanged  = "detection.container_status_changed"
+	EventContainerRemoved        = "detection.container_removed"
+	EventContainerClassification = "detection.container_classification_changed"
+	EventHostProcessDiscovered   = "detection.host_gpu_process_discovered"
+	EventHostProcessExited       = "detection.host_gpu_process_exited"
+	EventSourceUnavailable       = "detection.source_unavailable"
+	EventSourceRecovered         = "detection.source_recovered"
+	// EventInventoryReset says the previous inventory was unreadable and
+	// the scanner started afresh: discoveries that follow may repeat ones
+	// logged before.
+	EventInventoryReset = "detection.inventory_reset"
+)
+
+// Observation is what one scan saw, filled in by the sources. Reconcile
+// trusts a section only when the source behind it answered.
+type Observation struct {
+	// Sources maps each source attempted to its outcome.
+	Sources map[string]SourceResult
+	// Containers is every container the Docker engine listed; meaningful
+	// only when Sources[SourceDocker].OK.
+	Containers []Container
+	// ProcessesObserved is true when at least one GPU process source
+	// answered, so that Processes is the whole truth.
+	ProcessesObserved bool
+	// Processes are GPU processes outside any known container.
+	Processes []HostProcess
+}
+
+// SourceResult is the outcome of one source on one scan.
+type SourceResult struct {
+	OK    bool
+	Error string
+}
+
+// Transition is one change between two inventories; each becomes one event.
+type Transition struct {
+	// Type is one of the Event constants.
+	Type string
+	// Container is set for container transitions (the new state, or the
+	// last known one for a removal).
+	Container *Container
+	// Process is set for host process transitions.
+	Process *HostProcess
+	// Source and Error are set for source transitions.
+	Source string
+	Error  string
+	// From and To are the old and new status or type of a change.
+	From, To string
+}
+
+// Reconcile combines the previous inventory (nil on a first scan) with an
+// observation made at now, and returns the next inventory and the
+// transitions between the two. It is pure: prev is not modified.
+//
+// The rules: containers are keyed by ID and host processes by PID and start
+// time; detected_at and attribution survive from the first sighting; a host
+// process is pending on its first sighting and becomes a workload (and an
+// event) only when seen again; a source that is down leaves its previous
+// data in place marked stale and causes no removals.
+func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []Transition) {
+	if prev == nil {
+		prev = &Inventory{}
+	}
+	next := &Inventory{SchemaVersion: SchemaVersion, Sources: map[string]SourceStatus{}}
+	var ts []Transition
+
+	ts = append(ts, reconcileSources(prev, obs, now, next)...)
+
+	if obs.Sources[SourceDocker].OK {
+		cs, t := reconcileContainers(prev.Containers, obs.Containers, now)
+		next.Containers, ts = cs, append(ts, t...)
+	} else {
+		next.Containers = markStale(prev.Containers)
+	}
+
+	if obs.ProcessesObserved {
+		hp, pending, t := reconcileProcesses(prev, obs.Processes, now)
+		next.HostProcesses, next.PendingProcesses, ts = hp, pending, append(ts, t...)
+	} else {
+		next.HostProcesses = markStaleProcs(prev.HostProcesses)
+		next.PendingProcesses = append([]HostProcess(nil), prev.PendingProcesses...)
+	}
+	return next, ts
+}
+
+func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inventory) []Transition {
+	var ts []Transition
+	for name, st := range prev.Sources {
+		if _, ok := obs.Sources[name]; !ok {
+			next.Sources[name] = st
+		}
+	}
+	for _, name := range sortedKeys(obs.Sources) {
+		res := obs.Sources[name]
+		old, known := prev.Sources[name]
+		if res.OK {
+			at := now
+			next.Sources[name] = SourceStatus{OK: true, LastSuccess: &at}
+			if known && !old.OK {
+				ts = append(ts, Transition{Type: EventSourceRecovered, Source: name})
+			}
+			continue
+		}
+		st := SourceStatus{Error: res.Error}
+		if known {
+			st.LastSuccess = old.LastSuccess
+		}
+		next.Sources[name] = st
+		if !known || old.OK {
+			ts = append(ts, Transition{Type: EventSourceUnavailable, Source: name, Error: res.Error})
+		}
+	}
+	return ts
+}
+
+func reconcileContainers(prev, seen []Container, now time.Time) ([]Container, []Transition) {
+	old := make(map[string]*Container, len(prev))
+	for i := range prev {
+		old[prev[i].ID] = &prev[i]
+	}
+	var ts []Transition
+	out := make([]Container, 0, len(seen))
+	present := make(map[string]bool, len(seen))
+	for _, c := range seen {
+		present[c.ID] = true
+		c.Stale = false
+		c.LastSeen = now
+		p, ok := old[c.ID]
+		if !ok {
+			if c.DetectedAt.IsZero() {
+				c.DetectedAt = now
+			}
+			out = append(out, c)
+			ts = append(ts, Transition{Type: EventContainerDiscovered, Container: &c})
+			continue
+		}
+		c.DetectedAt = p.DetectedAt
+		// Attribution runs once per container: what was decided stays,
+		// unless the container could not be inspected back then.
+		if p.User != "" && p.InspectError == "" {
+			c.User, c.UserSource, c.DetectedLabels = p.User, p.UserSource, p.DetectedLabels
+		}
+		out = append(out, c)
+		if p.Type != c.Type {
+			ts = append(ts, Transition{Type: EventContainerClassification, Container: &c, From: p.Type, To: c.Type})
+		}
+		if p.Status != c.Status {
+			ts = append(ts, Transition{Type: EventContainerStatusChanged, Container: &c, From: p.Status, To: c.Status})
+		}
+	}
+	for i := range prev {
+		if !present[prev[i].ID] {
+			gone := prev[i]
+			ts = append(ts, Transition{Type: EventContainerRemoved, Container: &gone})
+		}
+	}
+	sortContainers(out)
+	return out, ts
+}
+
+func reconcileProcesses(prev *Inventory, seen []HostProcess, now time.Time) (hp, pending []HostProcess, ts []Transition) {
+	known := make(map[ProcessKey]*HostProcess, len(prev.HostProcesses))
+	for i := range prev.HostProcesses {
+		known[prev.HostProcesses[i].Key()] = &prev.HostProcesses[i]
+	}
+	waiting := make(map[ProcessKey]*HostProcess, len(prev.PendingProcesses))
+	for i := range prev.PendingProcesses {
+		waiting[prev.PendingProcesses[i].Key()] = &prev.PendingProcesses[i]
+	}
+	present := make(map[ProcessKey]bool, len(seen))
+	for _, p := range seen {
+		k := p.Key()
+		if present[k] {
+			continue
+		}
+		present[k] = true
+		p.Stale = false
+		p.LastSeen = now
+		switch {
+		case known[k] != nil:
+			p.DetectedAt = known[k].DetectedAt
+			hp = append(hp, p)
+		case waiting[k] != nil:
+			p.DetectedAt = waiting[k].DetectedAt
+			hp = append(hp, p)
+			ts = append(ts, Transition{Type: EventHostProcessDiscovered, Process: &p})
+		default:
+			p.DetectedAt = now
+			pending = append(pending, p)
+		}
+	}
+	for i := range prev.HostProcesses {
+		if !present[prev.HostProcesses[i].Key()] {
+			gone := prev.HostProcesses[i]
+			ts = append(ts, Transition{Type: EventHostProcessExited, Process: &gone})
+		}
+	}
+	sortProcs(hp)
+	sortProcs(pending)
+	return hp, pending, ts
+}
+
+func markStale(cs []Container) []Container {
+	out := make([]Container, len(cs))
+	for i, c := range cs {
+		c.Stale = true
+		out[i] = c
+	}
+	return out
+}
+
+func markStaleProcs(ps []HostProcess) []HostProcess {
+	out := make([]HostProcess, len(ps))
+	for i, p := range ps {
+		p.Stale = true
+		out[i] = p
+	}
+	return out
+}
+
+func sortContainers(cs []Container) {
+	sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
+}
+
+func sortProcs(ps []HostProcess) {
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].PID != ps[j].PID {
+			return ps[i].PID < ps[j].PID
+		}
+		return ps[i].StartTicks < ps[j].StartTicks
+	})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,258 @@
+package inventory
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// MaxFileSize caps how much of an inventory file Load reads. A real
+// inventory of 10,000 workloads is a few MiB; anything past the cap is
+// treated as corrupt rather than read into memory.
+const MaxFileSize = 64 << 20
+
+// FileMode is the mode of a saved inventory: readable by every user, since
+// the unprivileged query tool reads it.
+const FileMode = 0o644
+
+// CorruptError reports an inventory file that exists but cannot be trusted:
+// unparsable, truncated, too large, of the wrong schema, or failing
+// validation. The scanner moves such a file aside and starts afresh.
+type CorruptError struct {
+	Path   string
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("inventory %s is corrupt: %s", e.Path, e.Reason)
+}
+
+// Load reads and validates the inventory at path. It never follows a
+// symbolic link and accepts only a regular file. A missing file yields an
+// error matching fs.ErrNotExist; an untrustworthy one a *CorruptError.
+func Load(path string) (*Inventory, error) {
+	// O_NONBLOCK keeps a FIFO planted at path from blocking the open; the
+	// type check below then refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, &CorruptError{Path: path, Reason: "is a symbolic link"}
+		}
+		return nil, fmt.Errorf("open inventory: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat inventory %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &CorruptError{Path: path, Reason: "not a regular file"}
+	}
+	if st.Size() > MaxFileSize {
+		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("%d bytes, over the %d-byte limit", st.Size(), MaxFileSize)}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read inventory %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &CorruptError{Path: path, Reason: "grew past the size limit while being read"}
+	}
+	inv, err := Parse(data)
+	if err != nil {
+		return nil, &CorruptError{Path: path, Reason: err.Error()}
+	}
+	return inv, nil
+}
+
+// Parse decodes and validates an inventory document.
+func Parse(data []byte) (*Inventory, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("empty file")
+	}
+	var probe struct {
+		SchemaVersion *int `json:"schema_version"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, describeJSONError(err)
+	}
+	switch {
+	case probe.SchemaVersion == nil:
+		return nil, errors.New("no schema_version")
+	case *probe.SchemaVersion != SchemaVersion:
+		return nil, fmt.Errorf("schema_version %d, this build reads %d", *probe.SchemaVersion, SchemaVersion)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var inv Inventory
+	if err := dec.Decode(&inv); err != nil {
+		return nil, describeJSONError(err)
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON document")
+	}
+	if err := inv.Validate(); err != nil {
+		return nil, err
+	}
+	return &inv, nil
+}
+
+func describeJSONError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("invalid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return fmt.Errorf("field %q holds a JSON %s, want %s", typ.Field, typ.Value, typ.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("truncated JSON")
+	}
+	return fmt.Errorf("invalid JSON: %v", err)
+}
+
+var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ValidContainerID reports whether id is a full 64-hex container ID.
+func ValidContainerID(id string) bool { return containerIDPattern.MatchString(id) }
+
+// Validate checks the invariants Load relies on: known types, well-formed
+// keys and no duplicates. It does not judge whether the facts are true.
+func (inv *Inventory) Validate() error {
+	seen := make(map[string]bool, len(inv.Containers))
+	for i, c := range inv.Containers {
+		if !ValidContainerID(c.ID) {
+			return fmt.Errorf("containers[%d]: id is not 64 hex digits", i)
+		}
+		if seen[c.ID] {
+			return fmt.Errorf("containers[%d]: duplicate id %s", i, c.ID[:12])
+		}
+		seen[c.ID] = true
+		if !isContainerType(c.Type) {
+			return fmt.Errorf("containers[%d]: unknown type %q", i, c.Type)
+		}
+	}
+	for _, section := range []struct {
+		name  string
+		procs []HostProcess
+	}{{"host_processes", inv.HostProcesses}, {"pending_processes", inv.PendingProcesses}} {
+		keys := make(map[ProcessKey]bool, len(section.procs))
+		for i, p := range section.procs {
+			if p.PID <= 0 {
+				return fmt.Errorf("%s[%d]: pid %d", section.name, i, p.PID)
+			}
+			if p.Type != TypeHostProcess && p.Type != TypeSystem {
+				return fmt.Errorf("%s[%d]: unknown type %q", section.name, i, p.Type)
+			}
+			if keys[p.Key()] {
+				return fmt.Errorf("%s[%d]: duplicate pid %d", section.name, i, p.PID)
+			}
+			keys[p.Key()] = true
+		}
+	}
+	return nil
+}
+
+func isContainerType(t string) bool {
+	switch t {
+	case TypeDS01Managed, TypeDevcontainer, TypeDockerCompose, TypeRawDocker, TypeUnknown:
+		return true
+	}
+	return false
+}
+
+// Save writes inv to path atomically: a unique temporary file in the same
+// directory, fsync, rename over path, fsync of the directory. Readers see
+// the old file or the new one, never a torn one, even across a crash.
+func Save(path string, inv *Inventory) error {
+	data, err := json.MarshalIndent(inv, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode inventory: %w", err)
+	}
+	data = append(data, '\n')
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	removeLeftoverTemps(dir, base)
+	// CreateTemp opens with O_EXCL and a random name, so a link planted in a
+	// group-writable directory is never followed.
+	f, err := os.CreateTemp(dir, tempPrefix(base)+"*")
+	if err != nil {
+		return fmt.Errorf("create temporary inventory: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(FileMode); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func tempPrefix(base string) string { return "." + base + ".tmp-" }
+
+// removeLeftoverTemps deletes temporary files a killed scan left behind.
+// Callers hold the scan lock, so no other writer owns them.
+func removeLeftoverTemps(dir, base string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), tempPrefix(base)) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// MoveAside renames a corrupt inventory to "<path>.corrupt-<time>" so it can
+// be examined, and returns the new name.
+func MoveAside(path string, now time.Time) (string, error) {
+	dst := path + ".corrupt-" + now.UTC().Format("20060102T150405Z")
+	if err := os.Rename(path, dst); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		return "", fmt.Errorf("move corrupt inventory aside: %w", err)
+	}
+	return dst, syncDir(filepath.Dir(path))
+}
