@@ -72,24 +72,30 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 	if prev == nil {
 		prev = &Inventory{}
 	}
-	next := &Inventory{SchemaVersion: SchemaVersion, Sources: map[string]SourceStatus{}}
+	// Empty sections are [] rather than null, so that readers see lists.
+	next := &Inventory{
+		SchemaVersion: SchemaVersion, Sources: map[string]SourceStatus{},
+		Containers: []Container{}, HostProcesses: []HostProcess{}, PendingProcesses: []HostProcess{},
+	}
 	var ts []Transition
 
 	ts = append(ts, reconcileSources(prev, obs, now, next)...)
 
 	if obs.Sources[SourceDocker].OK {
 		cs, t := reconcileContainers(prev.Containers, obs.Containers, now)
-		next.Containers, ts = cs, append(ts, t...)
+		next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
 	} else {
-		next.Containers = markStale(prev.Containers)
+		next.Containers = append(next.Containers, markStale(prev.Containers)...)
 	}
 
 	if obs.ProcessesObserved {
 		hp, pending, t := reconcileProcesses(prev, obs.Processes, now)
-		next.HostProcesses, next.PendingProcesses, ts = hp, pending, append(ts, t...)
+		next.HostProcesses = append(next.HostProcesses, hp...)
+		next.PendingProcesses = append(next.PendingProcesses, pending...)
+		ts = append(ts, t...)
 	} else {
-		next.HostProcesses = markStaleProcs(prev.HostProcesses)
-		next.PendingProcesses = append([]HostProcess(nil), prev.PendingProcesses...)
+		next.HostProcesses = append(next.HostProcesses, markStaleProcs(prev.HostProcesses)...)
+		next.PendingProcesses = append(next.PendingProcesses, prev.PendingProcesses...)
 	}
 	return next, ts
 }

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/ds01-project/ds01/pkg/attribution"
+	"github.com/ds01-project/ds01/pkg/detect"
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// dockerCallTimeout bounds one Docker API call, so that a hung engine costs
+// a few seconds of the scan's budget, not all of it.
+const dockerCallTimeout = 5 * time.Second
+
+// Config is one scan's settings, from the command line.
+type Config struct {
+	StatePath  string
+	EventsPath string
+	LockPath   string
+	DockerHost string
+	Timeout    time.Duration
+	ProcRoot   string
+	CgroupRoot string
+	DryRun     bool
+	Version    string
+}
+
+// Scan runs one scan: lock, load the previous inventory, observe, attribute
+// what is new, reconcile, append the events, save the inventory, unlock.
+func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
+	start := time.Now().UTC()
+	if !cfg.DryRun {
+		for _, dir := range []string{filepath.Dir(cfg.StatePath), filepath.Dir(cfg.EventsPath), filepath.Dir(cfg.LockPath)} {
+			if err := ensureDir(dir); err != nil {
+				return err
+			}
+		}
+		release, err := acquireLock(cfg.LockPath)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+
+	prev, resetReason, err := loadPrevious(cfg, log, start)
+	if err != nil {
+		return err
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	obs := observe(sctx, cfg, log, prev, start)
+
+	now := time.Now().UTC()
+	next, transitions := inventory.Reconcile(prev, obs, now)
+	next.Scan = inventory.ScanInfo{ID: newScanID(start), Time: start, Version: cfg.Version}
+	next.Scan.Host, _ = os.Hostname()
+	next.Scan.DurationMS = time.Since(start).Milliseconds()
+
+	if cfg.DryRun {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(next); err != nil {
+			return fmt.Errorf("write inventory to stdout: %w", err)
+		}
+		return nil
+	}
+
+	// Events go first: a crash after them and before the save repeats them
+	// on the next scan (recognisable by base_scan_id), but never loses one.
+	baseID := ""
+	if prev != nil {
+		baseID = prev.Scan.ID
+	}
+	if err := appendEvents(cfg.EventsPath, next.Scan.ID, baseID, resetReason, transitions, now); err != nil {
+		return err
+	}
+	if err := inventory.Save(cfg.StatePath, next); err != nil {
+		return fmt.Errorf("save inventory: %w", err)
+	}
+	log.Info("scan complete", "scan_id", next.Scan.ID, "containers", len(next.Containers),
+		"host_processes", len(next.HostProcesses), "events", len(transitions),
+		"duration_ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// loadPrevious reads the last inventory. A corrupt one is moved aside (not in
+// a dry run) and the scan starts afresh; the returned reason says so.
+func loadPrevious(cfg Config, log *slog.Logger, now time.Time) (*inventory.Inventory, string, error) {
+	prev, err := inventory.Load(cfg.StatePath)
+	var corrupt *inventory.CorruptError
+	switch {
+	case err == nil:
+		return prev, "", nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "", nil
+	case errors.As(err, &corrupt):
+		if cfg.DryRun {
+			log.Warn("previous inventory is corrupt; the dry run starts afresh", "err", err)
+			return nil, corrupt.Reason, nil
+		}
+		moved, merr := inventory.MoveAside(cfg.StatePath, now)
+		if merr != nil {
+			return nil, "", merr
+		}
+		log.Warn("previous inventory is corrupt; moved aside, starting afresh", "err", err, "moved_to", moved)
+		return nil, corrupt.Reason, nil
+	}
+	return nil, "", fmt.Errorf("load previous inventory: %w", err)
+}
+
+// observe asks every source and returns what they saw. A failing source is
+// recorded in the observation, never fatal.
+func observe(ctx context.Context, cfg Config, log *slog.Logger, prev *inventory.Inventory, now time.Time) inventory.Observation {
+	obs := inventory.Observation{Sources: map[string]inventory.SourceResult{}}
+	prevByID := map[string]*inventory.Container{}
+	if prev != nil {
+		for i := range prev.Containers {
+			prevByID[prev.Containers[i].ID] = &prev.Containers[i]
+		}
+	}
+	seen, err := observeDocker(ctx, cfg, log, prevByID)
+	if err != nil {
+		log.Warn("docker source unavailable", "source", inventory.SourceDocker, "err", err)
+		obs.Sources[inventory.SourceDocker] = inventory.SourceResult{Error: err.Error()}
+		return obs
+	}
+	obs.Sources[inventory.SourceDocker] = inventory.SourceResult{OK: true}
+	attr := attribution.New(attribution.NewUsers(), cfg.ProcRoot, log)
+	for _, o := range seen {
+		c := o.Container
+		if o.Facts != nil {
+			r := attr.Container(*o.Facts)
+			c.User, c.UserSource = r.User, r.Source
+			c.DetectedLabels = attribution.DetectedLabels(o.Facts.Labels, &c, now)
+		} else if c.User == "" {
+			c.User, c.UserSource = attribution.Unknown, attribution.SourceNone
+		}
+		obs.Containers = append(obs.Containers, c)
+	}
+	return obs
+}
+
+func observeDocker(ctx context.Context, cfg Config, log *slog.Logger, prev map[string]*inventory.Container) ([]detect.ContainerObservation, error) {
+	opts := []client.Opt{client.FromEnv}
+	if cfg.DockerHost != "" {
+		opts = append(opts, client.WithHost(cfg.DockerHost))
+	}
+	api, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	defer api.Close()
+	src := detect.NewDocker(api, detect.NewCgroupStats(cfg.ProcRoot, cfg.CgroupRoot), dockerCallTimeout, log, func() time.Time { return time.Now().UTC() })
+	return src.Observe(ctx, prev)
+}
+
+// appendEvents writes one line per transition, then fsyncs the log.
+func appendEvents(path, scanID, baseID, resetReason string, ts []inventory.Transition, now time.Time) error {
+	if len(ts) == 0 && resetReason == "" {
+		return nil
+	}
+	log, err := inventory.OpenEventLog(path)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	if resetReason != "" {
+		e := inventory.Event{
+			Timestamp: inventory.FormatTimestamp(now), EventType: inventory.EventInventoryReset,
+			Source: inventory.EventSource, SchemaVersion: inventory.EventSchemaVersion,
+			Details: map[string]any{"scan_id": scanID, "reason": resetReason},
+		}
+		if err := log.Append(e); err != nil {
+			return err
+		}
+	}
+	for _, t := range ts {
+		if err := log.Append(t.NewEvent(scanID, baseID, now)); err != nil {
+			return err
+		}
+	}
+	return log.Sync()
+}
+
+// ensureDir creates dir 0755 when absent and leaves an existing one's owner
+// and mode alone: the ds01 directories are shared with other tools.
+func ensureDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return os.Chmod(dir, 0o755)
+}
+
+func newScanID(t time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}

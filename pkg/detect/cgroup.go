@@ -1,0 +1,181 @@
+package detect
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// CgroupLine is one line of /proc/<pid>/cgroup: a v1 hierarchy with its
+// controllers, or (Hierarchy 0, no controllers) the v2 unified one.
+type CgroupLine struct {
+	Hierarchy   int
+	Controllers []string
+	Path        string
+}
+
+// ParseCgroupFile parses the contents of /proc/<pid>/cgroup. Malformed lines
+// are skipped; the kernel writes this file, but a test tree may not.
+func ParseCgroupFile(data []byte) []CgroupLine {
+	var out []CgroupLine
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		h, err := strconv.Atoi(parts[0])
+		if err != nil || !strings.HasPrefix(parts[2], "/") {
+			continue
+		}
+		l := CgroupLine{Hierarchy: h, Path: parts[2]}
+		if parts[1] != "" {
+			l.Controllers = strings.Split(parts[1], ",")
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// ErrNotInContainer says a PID no longer belongs to the container it was
+// recorded for: the process exited and the PID may have been reused.
+var ErrNotInContainer = errors.New("process is not in the container's cgroup")
+
+// ContainerStats are a running container's cumulative CPU time and current
+// memory use, read from its cgroup.
+type ContainerStats struct {
+	CPUUsageNS  uint64
+	MemoryBytes uint64
+}
+
+// CgroupStats reads container stats from cgroup files, v1 or v2, through the
+// cgroup of the container's main process.
+type CgroupStats struct {
+	procRoot   string
+	cgroupRoot string
+}
+
+// NewCgroupStats reads processes under procRoot (normally /proc) and cgroup
+// files under cgroupRoot (normally /sys/fs/cgroup).
+func NewCgroupStats(procRoot, cgroupRoot string) *CgroupStats {
+	return &CgroupStats{procRoot: procRoot, cgroupRoot: cgroupRoot}
+}
+
+// Read returns the stats of the container id whose main process is pid. It
+// returns ErrNotInContainer when pid's cgroup does not name the container.
+func (s *CgroupStats) Read(pid int, id string) (ContainerStats, error) {
+	data, err := os.ReadFile(filepath.Join(s.procRoot, strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return ContainerStats{}, ErrNotInContainer
+		}
+		return ContainerStats{}, fmt.Errorf("read cgroup of pid %d: %w", pid, err)
+	}
+	lines := ParseCgroupFile(data)
+	var cpuDir, memDir, unified string
+	for _, l := range lines {
+		if !strings.Contains(l.Path, id) {
+			continue
+		}
+		if l.Hierarchy == 0 && len(l.Controllers) == 0 {
+			unified = l.Path
+		}
+		for _, c := range l.Controllers {
+			switch c {
+			case "cpuacct":
+				cpuDir = s.dir(strings.Join(l.Controllers, ","), l.Path)
+			case "memory":
+				memDir = s.dir(strings.Join(l.Controllers, ","), l.Path)
+			}
+		}
+	}
+	if cpuDir == "" && memDir == "" && unified == "" {
+		return ContainerStats{}, ErrNotInContainer
+	}
+	var st ContainerStats
+	if cpuDir != "" && memDir != "" {
+		// cgroup v1 (or the hybrid layout, whose unified tree holds no
+		// controllers).
+		if st.CPUUsageNS, err = readUint(filepath.Join(cpuDir, "cpuacct.usage")); err != nil {
+			return st, err
+		}
+		usage, err := readUint(filepath.Join(memDir, "memory.usage_in_bytes"))
+		if err != nil {
+			return st, err
+		}
+		st.MemoryBytes = minusInactiveFile(usage, filepath.Join(memDir, "memory.stat"), "total_inactive_file")
+		return st, nil
+	}
+	if unified == "" {
+		return st, fmt.Errorf("cgroup of pid %d has no cpuacct and memory controllers", pid)
+	}
+	dir := s.dir("", unified)
+	usec, err := readKeyed(filepath.Join(dir, "cpu.stat"), "usage_usec")
+	if err != nil {
+		return st, err
+	}
+	st.CPUUsageNS = usec * 1000
+	usage, err := readUint(filepath.Join(dir, "memory.current"))
+	if err != nil {
+		return st, err
+	}
+	st.MemoryBytes = minusInactiveFile(usage, filepath.Join(dir, "memory.stat"), "inactive_file")
+	return st, nil
+}
+
+// dir joins a cgroup path under the root; filepath.Join cleans "..", so the
+// result stays inside the root.
+func (s *CgroupStats) dir(controllers, path string) string {
+	return filepath.Join(s.cgroupRoot, controllers, filepath.Clean("/"+path))
+}
+
+// minusInactiveFile subtracts reclaimable page cache, as docker stats does.
+func minusInactiveFile(usage uint64, statFile, key string) uint64 {
+	inactive, err := readKeyed(statFile, key)
+	if err != nil || inactive > usage {
+		return usage
+	}
+	return usage - inactive
+}
+
+func readUint(path string) (uint64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// readKeyed reads "key value" lines (cpu.stat, memory.stat) and returns key's value.
+func readKeyed(path, key string) (uint64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	return parseKeyed(data, key, path)
+}
+
+func parseKeyed(data []byte, key, name string) (uint64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse %s in %s: %w", key, name, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s in %s", key, name)
+}

@@ -1,0 +1,339 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// Labels ds01 reads and writes.
+const (
+	LabelDetected     = "ds01.detected"
+	LabelDetectedUser = "ds01.detected.user"
+)
+
+// MaxLabelValue caps a kept label value. Labels are free text of any size;
+// a longer value is dropped, not cut, so that no part of it is stored.
+const MaxLabelValue = 1024
+
+// MaxCommand caps the kept command line of a container.
+const MaxCommand = 4096
+
+// inspectWorkers bounds concurrent inspect calls on a cold scan.
+const inspectWorkers = 8
+
+// DockerAPI is the part of the Docker Engine API the scanner uses; the
+// moby client satisfies it.
+type DockerAPI interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error)
+}
+
+// ContainerFacts are the raw facts of a freshly inspected container that
+// attribution reads. They live for one scan and are never stored.
+type ContainerFacts struct {
+	// Labels are all the container's labels, uncapped.
+	Labels map[string]string
+	// BindSources are the host paths bind-mounted into the container.
+	BindSources []string
+	// ConfigUser is Config.User.
+	ConfigUser string
+	// PID is the host PID of the main process, 0 when not running.
+	PID int
+}
+
+// ContainerObservation is one container as the Docker source saw it.
+type ContainerObservation struct {
+	Container inventory.Container
+	// Facts is set when the container was inspected on this scan and has
+	// not been attributed before: attribution must run on it.
+	Facts *ContainerFacts
+}
+
+// Docker observes the Docker engine: one list call per scan, and an inspect
+// only for containers that are new, changed state, or whose recorded main
+// process is gone (a restart between two scans).
+type Docker struct {
+	api         DockerAPI
+	stats       *CgroupStats
+	callTimeout time.Duration
+	log         *slog.Logger
+	now         func() time.Time
+}
+
+// NewDocker returns a Docker source. callTimeout bounds each API call; stats
+// reads CPU and memory of running containers (nil: none are read).
+func NewDocker(api DockerAPI, stats *CgroupStats, callTimeout time.Duration, log *slog.Logger, now func() time.Time) *Docker {
+	return &Docker{api: api, stats: stats, callTimeout: callTimeout, log: log.With("source", inventory.SourceDocker), now: now}
+}
+
+// Observe lists every container, running or not. prev holds the previous
+// inventory's containers by ID. An error means the engine could not be
+// listed; failures to inspect single containers are recorded on them.
+func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Container) ([]ContainerObservation, error) {
+	lctx, cancel := context.WithTimeout(ctx, d.callTimeout)
+	list, err := d.api.ContainerList(lctx, client.ContainerListOptions{All: true})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]ContainerObservation, 0, len(list.Items))
+	var toInspect []int
+	for _, s := range list.Items {
+		if !inventory.ValidContainerID(s.ID) {
+			d.log.Warn("engine listed a container with a malformed id; skipped", "id", s.ID)
+			continue
+		}
+		obs := ContainerObservation{Container: fromSummary(s)}
+		p := prev[s.ID]
+		if p != nil && p.Status == obs.Container.Status && p.InspectError == "" {
+			obs.Container = carryForward(*p, obs.Container)
+			if d.readStats(&obs.Container, p) {
+				out = append(out, obs)
+				continue
+			}
+		}
+		out = append(out, obs)
+		toInspect = append(toInspect, len(out)-1)
+	}
+	if len(toInspect) == 0 {
+		return out, nil
+	}
+	defaultRuntime := d.defaultRuntime(ctx)
+	gone := make([]bool, len(out))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range min(inspectWorkers, len(toInspect)) {
+		wg.Go(func() {
+			for i := range work {
+				gone[i] = d.inspect(ctx, &out[i], prev[out[i].Container.ID], defaultRuntime)
+			}
+		})
+	}
+	for _, i := range toInspect {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	kept := out[:0]
+	for i, o := range out {
+		if !gone[i] {
+			kept = append(kept, o)
+		}
+	}
+	return kept, nil
+}
+
+// inspect fills obs from an inspect call and reports whether the container
+// vanished between the list and the inspect.
+func (d *Docker) inspect(ctx context.Context, obs *ContainerObservation, prev *inventory.Container, defaultRuntime string) bool {
+	id := obs.Container.ID
+	ictx, cancel := context.WithTimeout(ctx, d.callTimeout)
+	res, err := d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
+	cancel()
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return true
+		}
+		d.log.Warn("inspect failed; container recorded as unknown", "container", inventory.ShortID(id), "err", err)
+		obs.Container.Type = inventory.TypeUnknown
+		obs.Container.InspectError = oneLine(err.Error())
+		if prev != nil {
+			obs.Container.User, obs.Container.UserSource = prev.User, prev.UserSource
+		}
+		return false
+	}
+	c := &res.Container
+	if c.ID != id {
+		obs.Container.Type = inventory.TypeUnknown
+		obs.Container.InspectError = "engine answered the inspect with another container"
+		return false
+	}
+	applyInspect(&obs.Container, c, defaultRuntime)
+	d.readStats(&obs.Container, prev)
+	facts := factsOf(c)
+	if prev == nil || prev.User == "" || prev.InspectError != "" {
+		obs.Facts = &facts
+	} else {
+		obs.Container.User, obs.Container.UserSource = prev.User, prev.UserSource
+		obs.Container.DetectedLabels = prev.DetectedLabels
+	}
+	return false
+}
+
+// defaultRuntime asks the engine for its default runtime: when it is nvidia,
+// NVIDIA_VISIBLE_DEVICES alone grants GPUs. Asked once per scan, only when
+// something is inspected.
+func (d *Docker) defaultRuntime(ctx context.Context) string {
+	ictx, cancel := context.WithTimeout(ctx, d.callTimeout)
+	defer cancel()
+	info, err := d.api.Info(ictx, client.InfoOptions{})
+	if err != nil {
+		d.log.Warn("engine info failed; assuming the default runtime is not nvidia", "err", err)
+		return ""
+	}
+	return info.Info.DefaultRuntime
+}
+
+// readStats fills CPU and memory of a running container from its cgroup and
+// reports false when the recorded main process no longer belongs to the
+// container, so the container must be inspected again.
+func (d *Docker) readStats(c *inventory.Container, prev *inventory.Container) bool {
+	if c.Status != "running" || d.stats == nil {
+		return true
+	}
+	if c.PID <= 0 {
+		return false
+	}
+	st, err := d.stats.Read(c.PID, c.ID)
+	if err != nil {
+		if errors.Is(err, ErrNotInContainer) {
+			return false
+		}
+		d.log.Debug("container stats unavailable", "container", inventory.ShortID(c.ID), "err", err)
+		return true
+	}
+	now := d.now()
+	mem := st.MemoryBytes
+	c.MemoryBytes = &mem
+	if prev != nil && prev.CPUSampledAt != nil && prev.PID == c.PID {
+		c.CPUPercent = CPUPercent(prev.CPUUsageNS, *prev.CPUSampledAt, st.CPUUsageNS, now)
+	}
+	c.CPUUsageNS, c.CPUSampledAt = st.CPUUsageNS, &now
+	return true
+}
+
+// CPUPercent is the CPU use between two samples of a cumulative counter,
+// where 100 is one core. It is nil when the samples cannot be compared.
+func CPUPercent(prevNS uint64, prevAt time.Time, nowNS uint64, nowAt time.Time) *float64 {
+	wall := nowAt.Sub(prevAt)
+	if wall <= 0 || nowNS < prevNS {
+		return nil
+	}
+	pct := float64(nowNS-prevNS) / float64(wall.Nanoseconds()) * 100
+	return &pct
+}
+
+// fromSummary takes what the list call gives.
+func fromSummary(s container.Summary) inventory.Container {
+	c := inventory.Container{
+		ID:      s.ID,
+		Image:   s.Image,
+		Command: capString(s.Command, MaxCommand),
+		Status:  string(s.State),
+		Labels:  keptLabels(s.Labels),
+	}
+	if len(s.Names) > 0 {
+		c.Name = strings.TrimPrefix(s.Names[0], "/")
+	}
+	if s.Created > 0 {
+		c.CreatedAt = time.Unix(s.Created, 0).UTC()
+	}
+	c.Type = Classify(s.Labels, c.Name)
+	return c
+}
+
+// carryForward keeps what an earlier inspect learnt and takes from the list
+// what may have changed (the name, by rename).
+func carryForward(prev, listed inventory.Container) inventory.Container {
+	prev.Name = listed.Name
+	prev.Status = listed.Status
+	prev.CPUPercent, prev.MemoryBytes = nil, nil
+	return prev
+}
+
+// applyInspect fills c from an inspect response.
+func applyInspect(c *inventory.Container, r *container.InspectResponse, defaultRuntime string) {
+	if r.Config != nil {
+		c.Labels = keptLabels(r.Config.Labels)
+		c.Type = Classify(r.Config.Labels, r.Name)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
+		c.CreatedAt = t.UTC()
+	}
+	c.GPU = DeclaredGPU(r, defaultRuntime)
+	c.PID, c.ExitCode, c.StartedAt = 0, nil, nil
+	if st := r.State; st != nil {
+		c.Status = string(st.Status)
+		if st.Running {
+			c.PID = st.Pid
+		}
+		if st.Status == container.StateExited || st.Status == container.StateDead {
+			code := st.ExitCode
+			c.ExitCode = &code
+		}
+		if t, err := time.Parse(time.RFC3339Nano, st.StartedAt); err == nil && t.Year() > 1 {
+			t = t.UTC()
+			c.StartedAt = &t
+		}
+	}
+	c.InspectError = ""
+}
+
+func factsOf(r *container.InspectResponse) ContainerFacts {
+	var f ContainerFacts
+	if r.Config != nil {
+		f.Labels = r.Config.Labels
+		f.ConfigUser = r.Config.User
+	}
+	if r.State != nil && r.State.Running {
+		f.PID = r.State.Pid
+	}
+	for _, m := range r.Mounts {
+		if m.Type == "bind" && m.Source != "" {
+			f.BindSources = append(f.BindSources, m.Source)
+		}
+	}
+	return f
+}
+
+// keptLabels returns the labels classification and attribution read, each
+// value under MaxLabelValue. The others are not stored: they may be large
+// and say nothing to ds01.
+func keptLabels(all map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range all {
+		if !keptLabel(k) || len(v) > MaxLabelValue {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func keptLabel(k string) bool {
+	switch {
+	case strings.HasPrefix(k, "ds01."),
+		k == "aime.mlc.USER",
+		k == "com.docker.compose.project", k == "com.docker.compose.service",
+		k == "com.docker.compose.project.working_dir",
+		k == "devcontainer.local_folder", k == "devcontainer.config_file":
+		return true
+	}
+	return false
+}
+
+func capString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+func oneLine(s string) string {
+	return capString(strings.Join(strings.Fields(s), " "), 512)
+}
