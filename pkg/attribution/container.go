@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ds01-project/ds01/pkg/detect"
 	"github.com/ds01-project/ds01/pkg/inventory"
@@ -116,11 +118,11 @@ func (a *Attributor) Container(f detect.ContainerFacts) Result {
 // a label is free text any container creator sets.
 func labelUser(v string) string {
 	v = strings.TrimSpace(v)
-	if v == "" || len(v) > 64 {
+	if v == "" || len(v) > 64 || !utf8.ValidString(v) {
 		return ""
 	}
 	for _, r := range v {
-		if r <= ' ' || r == 0x7f || r == '/' || r == ':' && !strings.HasPrefix(v, "uid:") {
+		if r <= ' ' || unicode.IsControl(r) || !unicode.IsPrint(r) || r == '/' || r == ':' && !strings.HasPrefix(v, "uid:") {
 			return ""
 		}
 	}
@@ -231,7 +233,8 @@ func DetectedLabels(own map[string]string, c *inventory.Container, now time.Time
 	if own[detect.LabelDetected] == "true" {
 		out := map[string]string{}
 		for k, v := range own {
-			if k == detect.LabelDetected || strings.HasPrefix(k, detect.LabelDetected+".") {
+			// Capped like every kept label: a value over the cap is dropped.
+			if (k == detect.LabelDetected || strings.HasPrefix(k, detect.LabelDetected+".")) && len(v) <= detect.MaxLabelValue {
 				out[k] = v
 			}
 		}

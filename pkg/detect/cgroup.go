@@ -77,21 +77,29 @@ func (s *CgroupStats) Read(pid int, id string) (ContainerStats, error) {
 		}
 		return ContainerStats{}, fmt.Errorf("read cgroup of pid %d: %w", pid, err)
 	}
+	if id == "" {
+		return ContainerStats{}, ErrNotInContainer
+	}
 	lines := ParseCgroupFile(data)
 	var cpuDir, memDir, unified string
 	for _, l := range lines {
-		if !strings.Contains(l.Path, id) {
+		path, ok := containerCgroup(l.Path, id)
+		if !ok {
 			continue
 		}
 		if l.Hierarchy == 0 && len(l.Controllers) == 0 {
-			unified = l.Path
+			unified = path
+		}
+		mount := strings.Join(l.Controllers, ",")
+		if strings.ContainsAny(mount, "/") || strings.Contains(mount, "..") {
+			continue
 		}
 		for _, c := range l.Controllers {
 			switch c {
 			case "cpuacct":
-				cpuDir = s.dir(strings.Join(l.Controllers, ","), l.Path)
+				cpuDir = s.dir(mount, path)
 			case "memory":
-				memDir = s.dir(strings.Join(l.Controllers, ","), l.Path)
+				memDir = s.dir(mount, path)
 			}
 		}
 	}
@@ -127,6 +135,20 @@ func (s *CgroupStats) Read(pid int, id string) (ContainerStats, error) {
 	}
 	st.MemoryBytes = minusInactiveFile(usage, filepath.Join(dir, "memory.stat"), "inactive_file")
 	return st, nil
+}
+
+// containerCgroup returns the container's own cgroup from a process's cgroup
+// path: the path up to the component naming the container. A process may sit
+// in a child (systemd as the container's init puts itself in init.scope),
+// and the stats that matter are the whole container's.
+func containerCgroup(path, id string) (string, bool) {
+	parts := strings.Split(path, "/")
+	for i := len(parts) - 1; i >= 0; i-- {
+		if strings.Contains(parts[i], id) {
+			return strings.Join(parts[:i+1], "/"), true
+		}
+	}
+	return "", false
 }
 
 // dir joins a cgroup path under the root; filepath.Join cleans "..", so the

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +54,23 @@ type EventLog struct {
 // It refuses a symbolic link or anything but a regular file: the directory
 // may be writable by a group the scanner does not trust.
 func OpenEventLog(path string) (*EventLog, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o644)
+	const flags = os.O_WRONLY | os.O_APPEND | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	f, err := os.OpenFile(path, flags, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new log is 0644 whatever the umask: other ds01 tools read it. An
+		// existing one keeps the mode it was found with.
+		f, err = os.OpenFile(path, flags|os.O_CREATE|os.O_EXCL, 0o644)
+		switch {
+		case err == nil:
+			if cerr := f.Chmod(0o644); cerr != nil {
+				f.Close()
+				return nil, fmt.Errorf("chmod event log %s: %w", path, cerr)
+			}
+		case errors.Is(err, fs.ErrExist):
+			// Another writer created it first.
+			f, err = os.OpenFile(path, flags, 0)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("open event log %s: refusing a symbolic link", path)
@@ -138,6 +156,10 @@ func marshalLine(e Event) ([]byte, error) {
 func shrinkDetails(details map[string]any, limit int) map[string]any {
 	out := make(map[string]any, len(details)+1)
 	for k, v := range details {
+		if s, ok := v.(string); ok && len(s) <= 128 && slices.Contains(essentialDetails, k) {
+			out[k] = s // keys and states are short; an ID must stay whole
+			continue
+		}
 		out[truncateString(k, 64)] = shrinkValue(v, limit)
 	}
 	out["truncated"] = true

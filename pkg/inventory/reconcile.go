@@ -139,6 +139,9 @@ func reconcileContainers(prev, seen []Container, now time.Time) ([]Container, []
 	out := make([]Container, 0, len(seen))
 	present := make(map[string]bool, len(seen))
 	for _, c := range seen {
+		if present[c.ID] {
+			continue // listed twice by a confused engine: the first one counts
+		}
 		present[c.ID] = true
 		c.Stale = false
 		c.LastSeen = now

@@ -95,13 +95,17 @@ func (c *Container) Workload() Workload {
 
 // Workload returns the process's flat view.
 func (p *HostProcess) Workload() Workload {
-	started := p.StartedAt
-	return Workload{
+	w := Workload{
 		Type: p.Type, ID: strconv.Itoa(p.PID), Name: p.Command, User: p.User, UserSource: p.UserSource,
-		Status: "running", Command: p.Command, CreatedAt: &started, DetectedAt: p.DetectedAt,
+		Status: "running", Command: p.Command, DetectedAt: p.DetectedAt,
 		HasGPU: true, GPUObserved: true, GPUs: normaliseGPUs(p.GPUs), GPUMemoryBytes: p.GPUMemoryBytes,
 		Stale: p.Stale,
 	}
+	if !p.StartedAt.IsZero() {
+		t := p.StartedAt
+		w.CreatedAt = &t
+	}
+	return w
 }
 
 // normaliseGPUs sorts and de-duplicates GPU names; "all" stands alone.
