@@ -133,14 +133,20 @@ func EncodeEvent(e Event) ([]byte, error) {
 			return line, err
 		}
 	}
-	small := map[string]any{"truncated": true}
-	for _, k := range essentialDetails {
-		if v, ok := e.Details[k]; ok {
-			small[k] = v
+	// Last resort: the essential details only, cut harder until it fits.
+	for _, limit := range []int{128, 16} {
+		small := map[string]any{"truncated": true}
+		for _, k := range essentialDetails {
+			if v, ok := e.Details[k]; ok {
+				small[k] = shrinkValue(v, limit)
+			}
+		}
+		e.Details = small
+		if line, err = marshalLine(e); err != nil || len(line) < MaxEventLine {
+			return line, err
 		}
 	}
-	e.Details = small
-	return marshalLine(e)
+	return nil, fmt.Errorf("encode event %s: cannot fit in %d bytes", e.EventType, MaxEventLine)
 }
 
 func marshalLine(e Event) ([]byte, error) {

@@ -96,9 +96,6 @@ func Parse(data []byte) (*Inventory, error) {
 	if err := dec.Decode(&inv); err != nil {
 		return nil, describeJSONError(err)
 	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON document")
-	}
 	if err := inv.Validate(); err != nil {
 		return nil, err
 	}
@@ -111,6 +108,8 @@ func describeJSONError(err error) error {
 	switch {
 	case errors.As(err, &syn):
 		return fmt.Errorf("invalid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ) && typ.Field == "":
+		return fmt.Errorf("the document is a JSON %s, want an object", typ.Value)
 	case errors.As(err, &typ):
 		return fmt.Errorf("field %q holds a JSON %s, want %s", typ.Field, typ.Value, typ.Type)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -173,6 +172,13 @@ func isContainerType(t string) bool {
 // directory, fsync, rename over path, fsync of the directory. Readers see
 // the old file or the new one, never a torn one, even across a crash.
 func Save(path string, inv *Inventory) error {
+	// Never write a file Load would refuse.
+	if inv.SchemaVersion != SchemaVersion {
+		return fmt.Errorf("save inventory: schema_version %d, want %d", inv.SchemaVersion, SchemaVersion)
+	}
+	if err := inv.Validate(); err != nil {
+		return fmt.Errorf("save inventory: %w", err)
+	}
 	data, err := json.MarshalIndent(inv, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode inventory: %w", err)
@@ -247,7 +253,7 @@ func syncDir(dir string) error {
 // MoveAside renames a corrupt inventory to "<path>.corrupt-<time>" so it can
 // be examined, and returns the new name.
 func MoveAside(path string, now time.Time) (string, error) {
-	dst := path + ".corrupt-" + now.UTC().Format("20060102T150405Z")
+	dst := path + ".corrupt-" + now.UTC().Format("20060102T150405.000000Z")
 	if err := os.Rename(path, dst); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", nil
