@@ -41,7 +41,7 @@ need_packages() {
 	local missing=()
 	command -v dockerd >/dev/null || missing+=(docker.io)
 	command -v docker-compose >/dev/null || missing+=(docker-compose)
-	[ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
+	dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 	if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		echo "installing ${missing[*]}"
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
@@ -49,12 +49,9 @@ need_packages() {
 		missing=()
 		command -v dockerd >/dev/null || missing+=(docker.io)
 		command -v docker-compose >/dev/null || missing+=(docker-compose)
+		dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 	fi
 	echo "${missing[*]}"
-}
-
-file_is_static() {
-	! ldd "$1" >/dev/null 2>&1
 }
 
 if [ "$mode" = all ]; then
