@@ -33,7 +33,7 @@ type Workload struct {
 	// GPUObserved is true when a process of the workload is on a GPU.
 	GPUObserved bool `json:"gpu_observed"`
 	// GPUIdle is true for a running container that declared GPUs and has
-	// no process on one.
+	// no process on one, as seen by a GPU source that answered.
 	GPUIdle bool `json:"gpu_idle"`
 	// GPUs are the GPUs the workload has: "0", "1:2" (MIG), "all", or a
 	// UUID where only that is known.
@@ -52,8 +52,13 @@ type Workload struct {
 // a Workload, containers first, each group in key order.
 func (inv *Inventory) Workloads() []Workload {
 	out := make([]Workload, 0, len(inv.Containers)+len(inv.HostProcesses))
+	gpuSeen := inv.GPUProcessesObserved()
 	for i := range inv.Containers {
-		out = append(out, inv.Containers[i].Workload())
+		w := inv.Containers[i].Workload()
+		// Idle is a claim about GPU processes: without a GPU source that
+		// answered, nobody knows.
+		w.GPUIdle = w.GPUIdle && gpuSeen
+		out = append(out, w)
 	}
 	for i := range inv.HostProcesses {
 		out = append(out, inv.HostProcesses[i].Workload())
@@ -61,7 +66,15 @@ func (inv *Inventory) Workloads() []Workload {
 	return out
 }
 
-// Workload returns the container's flat view.
+// GPUProcessesObserved reports whether a GPU process source (NVML or the
+// /proc device scan) answered on the last scan, so that the absence of GPU
+// processes means something.
+func (inv *Inventory) GPUProcessesObserved() bool {
+	return inv.Sources[SourceNVML].OK || inv.Sources[SourceProcfs].OK
+}
+
+// Workload returns the container's flat view. GPUIdle assumes GPU processes
+// were observed; Inventory.Workloads clears it when they were not.
 func (c *Container) Workload() Workload {
 	w := Workload{
 		Type: c.Type, ID: c.ID, Name: c.Name, User: c.User, UserSource: c.UserSource,

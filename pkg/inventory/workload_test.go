@@ -191,3 +191,27 @@ func TestWorkloadJSONNulls(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkloadsIdleNeedsGPUSource: "idle" says no process uses the declared
+// GPU; without a GPU source that answered, nobody knows that.
+func TestWorkloadsIdleNeedsGPUSource(t *testing.T) {
+	c := container(1, "running", TypeRawDocker)
+	c.GPU = GPUAccess{Declared: true, Channels: []string{ChannelDevice}, Devices: []string{"0"}}
+	for _, tc := range []struct {
+		name    string
+		sources map[string]SourceStatus
+		want    bool
+	}{
+		{"no GPU source", map[string]SourceStatus{SourceDocker: {OK: true}}, false},
+		{"nvml down", map[string]SourceStatus{SourceNVML: {Error: "driver not loaded"}}, false},
+		{"nvml answered", map[string]SourceStatus{SourceNVML: {OK: true}}, true},
+		{"procfs answered", map[string]SourceStatus{SourceProcfs: {OK: true}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := &Inventory{SchemaVersion: SchemaVersion, Sources: tc.sources, Containers: []Container{c}}
+			if got := inv.Workloads()[0].GPUIdle; got != tc.want {
+				t.Errorf("GPUIdle = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
