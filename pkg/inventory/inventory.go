@@ -57,6 +57,43 @@ type Inventory struct {
 	// scanner state, not workloads: a process enters HostProcesses only when
 	// the next scan still sees it.
 	PendingProcesses []HostProcess `json:"pending_processes"`
+	// GPUs are the GPUs and MIG instances NVML reported on the last scan
+	// it answered.
+	GPUs []GPUDevice `json:"gpus,omitempty"`
+}
+
+// GPUDevice is one GPU, or one MIG instance of a GPU, as NVML reports it.
+type GPUDevice struct {
+	// ID is how ds01 names the device: the index ("0") for a GPU, and
+	// "<gpu>:<gpu instance>" ("0:1") for a MIG instance.
+	ID string `json:"id"`
+	// Index is the NVML index of the GPU (the parent's, for MIG).
+	Index int    `json:"index"`
+	UUID  string `json:"uuid"`
+	Name  string `json:"name"`
+	// Parent is the ID of the GPU a MIG instance belongs to.
+	Parent string `json:"parent,omitempty"`
+	// GPUInstanceID and ComputeInstanceID identify a MIG instance.
+	GPUInstanceID     *int `json:"gpu_instance_id,omitempty"`
+	ComputeInstanceID *int `json:"compute_instance_id,omitempty"`
+	// MIGEnabled is true on a GPU whose MIG mode is on.
+	MIGEnabled       bool    `json:"mig_enabled"`
+	MemoryTotalBytes *uint64 `json:"memory_total_bytes"`
+	MemoryUsedBytes  *uint64 `json:"memory_used_bytes"`
+	// PersistenceMode is nil where the driver cannot say (MIG instances).
+	// Without it, every NVML initialisation can take seconds per GPU.
+	PersistenceMode *bool `json:"persistence_mode"`
+	// Lost is true when the GPU answered GPU_IS_LOST or RESET_REQUIRED.
+	Lost bool `json:"lost"`
+	// Error is the last NVML error on this device, if any.
+	Error string `json:"error,omitempty"`
+	// UnknownProcesses counts processes NVML listed with an invalid PID
+	// (0 or 4294967295, from a driver/library ABI mismatch): they use the
+	// GPU but cannot be attributed.
+	UnknownProcesses int `json:"unknown_processes,omitempty"`
+	// LastSampleTimestamp is the newest utilisation sample seen, so the
+	// next scan asks only for newer ones. Scanner state.
+	LastSampleTimestamp uint64 `json:"last_sample_timestamp,omitempty"`
 }
 
 // ScanInfo is metadata about one scan.
@@ -106,12 +143,25 @@ const (
 	ChannelAllocatorLabel = "allocator_label" // ds01.gpu.uuid, ds01.gpu.uuids, ds01.gpu.slots
 )
 
-// GPUProcess is one process seen on a GPU.
+// GPUProcess is one process of a container seen on a GPU.
 type GPUProcess struct {
-	PID         int     `json:"pid"`
-	GPU         string  `json:"gpu"`
+	// PID is the host PID.
+	PID int `json:"pid"`
+	// GPU is the device ID ("0", "0:1").
+	GPU string `json:"gpu"`
+	// MemoryBytes is nil when NVML could not say, or when only the /proc
+	// device scan saw the process.
 	MemoryBytes *uint64 `json:"memory_bytes"`
 }
+
+// Process kinds as NVML lists them, plus the /proc device scan.
+const (
+	KindCompute  = "compute"
+	KindGraphics = "graphics"
+	KindMPS      = "mps"
+	// KindDevice marks a process seen only holding /dev/nvidia* open.
+	KindDevice = "device"
+)
 
 // Container is one container known to the Docker engine (or, with type
 // TypeUnknown and no Docker data, one seen only through a process cgroup).
