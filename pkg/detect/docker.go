@@ -250,6 +250,8 @@ func carryForward(prev, listed inventory.Container) inventory.Container {
 	prev.Name = listed.Name
 	prev.Status = listed.Status
 	prev.CPUPercent, prev.MemoryBytes = nil, nil
+	// GPU use is observed afresh on every scan.
+	prev.GPUProcesses = nil
 	return prev
 }
 

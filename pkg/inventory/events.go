@@ -223,6 +223,9 @@ func (t Transition) NewEvent(scanID, baseScanID string, now time.Time) Event {
 	if t.From != "" || t.To != "" {
 		d["from"], d["to"] = t.From, t.To
 	}
+	if t.Field != "" {
+		d["changed"] = t.Field
+	}
 	switch {
 	case t.Container != nil:
 		c := t.Container
@@ -235,6 +238,10 @@ func (t Transition) NewEvent(scanID, baseScanID string, now time.Time) Event {
 		d["gpu_declared"] = c.GPU.Declared
 		d["gpu_channels"] = nonNil(c.GPU.Channels)
 		d["gpus"] = nonNil(c.GPU.Devices)
+		d["gpu_access"] = c.GPUAccess
+		if c.Runtime != "" {
+			d["runtime"] = c.Runtime
+		}
 		d["user_source"] = c.UserSource
 		d["detected_labels"] = c.DetectedLabels
 		if c.ExitCode != nil && c.Status == "exited" {

@@ -592,6 +592,7 @@ func TestTransitionNewEvent(t *testing.T) {
 	c.ExitCode = ptr(137)
 	c.GPU = GPUAccess{Declared: true, Channels: []string{ChannelDeviceRequest, ChannelCDI}, Devices: []string{"0", "1:2"}}
 	c.DetectedLabels = map[string]string{"ds01.detected": "true", "ds01.detected.user": "alice", "ds01.detected.origin": TypeDockerCompose}
+	c.GPUAccess = AccessDeclared
 	bare := container(0xbeef, "running", TypeRawDocker)
 	bare.GPU, bare.DetectedLabels = GPUAccess{}, nil
 	p := process(4242, 987654)
@@ -602,7 +603,7 @@ func TestTransitionNewEvent(t *testing.T) {
 	containerDetails := map[string]any{
 		"container_id": c.ID, "container_id_short": c.ID[:12], "name": "stack-web-1", "type": TypeDockerCompose,
 		"image": "nginx:1.27", "status": "exited", "gpu_declared": true, "gpu_channels": []any{"device_request", "cdi"},
-		"gpus": []any{"0", "1:2"}, "user_source": "compose_working_dir", "exit_code": "137",
+		"gpus": []any{"0", "1:2"}, "gpu_access": AccessDeclared, "user_source": "compose_working_dir", "exit_code": "137",
 		"detected_labels": map[string]any{"ds01.detected": "true", "ds01.detected.user": "alice", "ds01.detected.origin": TypeDockerCompose},
 	}
 	with := func(base map[string]any, extra map[string]any) map[string]any {
@@ -629,12 +630,12 @@ func TestTransitionNewEvent(t *testing.T) {
 		{"container discovered", Transition{Type: EventContainerDiscovered, Container: &c}, testBaseScanID, "alice", containerDetails},
 		{"container status changed", Transition{Type: EventContainerStatusChanged, Container: &c, From: "running", To: "exited"}, testBaseScanID, "alice",
 			with(containerDetails, map[string]any{"from": "running", "to": "exited"})},
-		{"container classification changed", Transition{Type: EventContainerClassification, Container: &c, From: TypeUnknown, To: TypeDockerCompose}, testBaseScanID, "alice",
-			with(containerDetails, map[string]any{"from": TypeUnknown, "to": TypeDockerCompose})},
+		{"container classification changed", Transition{Type: EventContainerClassification, Container: &c, Field: "type", From: TypeUnknown, To: TypeDockerCompose}, testBaseScanID, "alice",
+			with(containerDetails, map[string]any{"changed": "type", "from": TypeUnknown, "to": TypeDockerCompose})},
 		{"container removed", Transition{Type: EventContainerRemoved, Container: &c}, testBaseScanID, "alice", containerDetails},
 		{"container without GPU or labels, first scan", Transition{Type: EventContainerDiscovered, Container: &bare}, "", "alice", map[string]any{
 			"container_id": bare.ID, "container_id_short": bare.ID[:12], "name": bare.Name, "type": TypeRawDocker, "image": bare.Image,
-			"status": "running", "gpu_declared": false, "gpu_channels": []any{}, "gpus": []any{}, "user_source": bare.UserSource,
+			"status": "running", "gpu_declared": false, "gpu_channels": []any{}, "gpus": []any{}, "gpu_access": "", "user_source": bare.UserSource,
 			"detected_labels": nil,
 		}},
 		{"host process discovered", Transition{Type: EventHostProcessDiscovered, Process: &p}, testBaseScanID, "bob", processDetails},

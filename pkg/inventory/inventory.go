@@ -143,6 +143,29 @@ const (
 	ChannelAllocatorLabel = "allocator_label" // ds01.gpu.uuid, ds01.gpu.uuids, ds01.gpu.slots
 )
 
+// GPU access states of a container (Container.GPUAccess).
+const (
+	AccessNone       = "none"       // no GPU declared, none used
+	AccessDeclared   = "declared"   // declared, no GPU process seen
+	AccessInUse      = "in-use"     // declared and used
+	AccessUndeclared = "undeclared" // used without any declaration
+)
+
+// AccessState returns the GPU access state of c from its declared access and
+// its observed GPU processes.
+func AccessState(c *Container) string {
+	used := len(c.GPUProcesses) > 0
+	switch {
+	case c.GPU.Declared && used:
+		return AccessInUse
+	case c.GPU.Declared:
+		return AccessDeclared
+	case used:
+		return AccessUndeclared
+	}
+	return AccessNone
+}
+
 // GPUProcess is one process of a container seen on a GPU.
 type GPUProcess struct {
 	// PID is the host PID.
@@ -205,6 +228,13 @@ type Container struct {
 	GPU GPUAccess `json:"gpu"`
 	// GPUProcesses are this container's processes observed on a GPU.
 	GPUProcesses []GPUProcess `json:"gpu_processes,omitempty"`
+	// GPUAccess sums up declared against observed use: one of the
+	// Access constants. AccessUndeclared is the blind spot ds01 exists to
+	// close: a container using a GPU it never declared.
+	GPUAccess string `json:"gpu_access"`
+	// Runtime names the container runtime of a TypeUnknown container seen
+	// only through a process cgroup ("podman", "containerd", …).
+	Runtime string `json:"runtime,omitempty"`
 
 	// CPUPercent is CPU use since the previous scan, 100 = one core.
 	CPUPercent *float64 `json:"cpu_percent"`

@@ -31,10 +31,14 @@ type Observation struct {
 	// only when Sources[SourceDocker].OK.
 	Containers []Container
 	// ProcessesObserved is true when at least one GPU process source
-	// answered, so that Processes is the whole truth.
+	// answered, so that Processes and the containers' GPUProcesses are the
+	// whole truth.
 	ProcessesObserved bool
 	// Processes are GPU processes outside any known container.
 	Processes []HostProcess
+	// GPUs are the devices NVML reported; meaningful only when
+	// Sources[SourceNVML].OK.
+	GPUs []GPUDevice
 }
 
 // SourceResult is the outcome of one source on one scan.
@@ -55,7 +59,10 @@ type Transition struct {
 	// Source and Error are set for source transitions.
 	Source string
 	Error  string
-	// From and To are the old and new status or type of a change.
+	// Field names what changed in a classification change: "type", or
+	// "gpu_access" when a container starts using a GPU it never declared.
+	Field string
+	// From and To are the old and new status, type or GPU access.
 	From, To string
 }
 
@@ -81,8 +88,14 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 
 	ts = append(ts, reconcileSources(prev, obs, now, next)...)
 
+	if obs.Sources[SourceNVML].OK {
+		next.GPUs = obs.GPUs
+	} else {
+		next.GPUs = prev.GPUs
+	}
+
 	if obs.Sources[SourceDocker].OK {
-		cs, t := reconcileContainers(prev.Containers, obs.Containers, now)
+		cs, t := reconcileContainers(prev.Containers, obs.Containers, obs.ProcessesObserved, now)
 		next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
 	} else {
 		next.Containers = append(next.Containers, markStale(prev.Containers)...)
@@ -130,7 +143,7 @@ func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inv
 	return ts
 }
 
-func reconcileContainers(prev, seen []Container, now time.Time) ([]Container, []Transition) {
+func reconcileContainers(prev, seen []Container, gpuObserved bool, now time.Time) ([]Container, []Transition) {
 	old := make(map[string]*Container, len(prev))
 	for i := range prev {
 		old[prev[i].ID] = &prev[i]
@@ -146,6 +159,11 @@ func reconcileContainers(prev, seen []Container, now time.Time) ([]Container, []
 		c.Stale = false
 		c.LastSeen = now
 		p, ok := old[c.ID]
+		if ok && !gpuObserved {
+			// No GPU source answered: the last known use stands.
+			c.GPUProcesses = p.GPUProcesses
+		}
+		c.GPUAccess = AccessState(&c)
 		if !ok {
 			if c.DetectedAt.IsZero() {
 				c.DetectedAt = now
@@ -162,7 +180,10 @@ func reconcileContainers(prev, seen []Container, now time.Time) ([]Container, []
 		}
 		out = append(out, c)
 		if p.Type != c.Type {
-			ts = append(ts, Transition{Type: EventContainerClassification, Container: &c, From: p.Type, To: c.Type})
+			ts = append(ts, Transition{Type: EventContainerClassification, Container: &c, Field: "type", From: p.Type, To: c.Type})
+		}
+		if c.GPUAccess == AccessUndeclared && p.GPUAccess != AccessUndeclared {
+			ts = append(ts, Transition{Type: EventContainerClassification, Container: &c, Field: "gpu_access", From: p.GPUAccess, To: c.GPUAccess})
 		}
 		if p.Status != c.Status {
 			ts = append(ts, Transition{Type: EventContainerStatusChanged, Container: &c, From: p.Status, To: c.Status})

@@ -646,3 +646,49 @@ func TestReconcileOutputValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcileUndeclaredGPUUse: a container that starts using a GPU it never
+// declared is flagged undeclared and gets one classification change; its GPU
+// use comes and goes with its processes; without a GPU source, the last
+// known use stands.
+func TestReconcileUndeclaredGPUUse(t *testing.T) {
+	plain := container(7, "running", TypeRawDocker)
+	plain.GPU = GPUAccess{}
+	using := plain
+	using.GPUProcesses = []GPUProcess{{PID: 4242, GPU: "0", MemoryBytes: ptr(uint64(4 << 30))}}
+
+	inv, _ := Reconcile(nil, allOK([]Container{plain}, nil), scanAt(0))
+	if got := inv.Containers[0].GPUAccess; got != AccessNone {
+		t.Fatalf("gpu_access = %q, want %q", got, AccessNone)
+	}
+	inv, ts := Reconcile(inv, allOK([]Container{using}, nil), scanAt(1))
+	changes := byType(ts, EventContainerClassification)
+	if len(changes) != 1 || changes[0].Field != "gpu_access" || changes[0].From != AccessNone || changes[0].To != AccessUndeclared {
+		t.Fatalf("transitions %+v, want one gpu_access change none → undeclared", ts)
+	}
+	if got := inv.Containers[0].GPUAccess; got != AccessUndeclared {
+		t.Errorf("gpu_access = %q, want %q", got, AccessUndeclared)
+	}
+	inv, ts = Reconcile(inv, allOK([]Container{using}, nil), scanAt(2))
+	if len(ts) != 0 {
+		t.Errorf("still undeclared: transitions %v, want none", transitionTypes(ts))
+	}
+	gpuDown := allOK([]Container{plain}, nil)
+	gpuDown.ProcessesObserved = false
+	gpuDown.Sources[SourceNVML] = SourceResult{Error: "driver not loaded"}
+	gpuDown.Sources[SourceProcfs] = SourceResult{Error: "unreadable"}
+	kept, _ := Reconcile(inv, gpuDown, scanAt(3))
+	if c := kept.Containers[0]; len(c.GPUProcesses) != 1 || c.GPUAccess != AccessUndeclared {
+		t.Errorf("GPU sources down: processes %v access %q, want the last known use kept", c.GPUProcesses, c.GPUAccess)
+	}
+	inv, ts = Reconcile(inv, allOK([]Container{plain}, nil), scanAt(4))
+	if len(byType(ts, EventContainerClassification)) != 0 || inv.Containers[0].GPUAccess != AccessNone {
+		t.Errorf("use ended: access %q transitions %v, want none and no event", inv.Containers[0].GPUAccess, transitionTypes(ts))
+	}
+	declared := container(8, "running", TypeRawDocker)
+	declared.GPUProcesses = using.GPUProcesses
+	inv, _ = Reconcile(nil, allOK([]Container{declared}, nil), scanAt(0))
+	if got := inv.Containers[0].GPUAccess; got != AccessInUse {
+		t.Errorf("declared and used: gpu_access = %q, want %q", got, AccessInUse)
+	}
+}
