@@ -32,6 +32,7 @@ type CorruptError struct {
 	Reason string
 }
 
+// Error says which file is corrupt and why.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("inventory %s is corrupt: %s", e.Path, e.Reason)
 }
