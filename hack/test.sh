@@ -72,6 +72,9 @@ if [ -n "$missing" ]; then
 	exit 0
 fi
 make --no-print-directory build
+# The same scanner with go-nvml's mock server behind DS01_NVML_MOCK, so the
+# suite can put chosen processes on chosen GPUs.
+go build -tags nvmlmock -o bin/ds01-scan-nvmlmock ./cmd/ds01-scan
 engine_dir=$(mktemp -d /tmp/ds01-engine.XXXXXX)
 if devcontainer=$(bash hack/engine.sh devcontainer-cli "$PWD/.tools" 2>"$engine_dir/npm.log"); then
 	export DS01_TEST_DEVCONTAINER=$devcontainer

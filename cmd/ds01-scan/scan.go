@@ -132,14 +132,14 @@ func observe(ctx context.Context, cfg Config, log *slog.Logger, prev *inventory.
 			prevByID[prev.Containers[i].ID] = &prev.Containers[i]
 		}
 	}
+	attr := attribution.New(attribution.NewUsers(), cfg.ProcRoot, log)
 	seen, err := observeDocker(ctx, cfg, log, prevByID)
 	if err != nil {
 		log.Warn("docker source unavailable", "source", inventory.SourceDocker, "err", err)
 		obs.Sources[inventory.SourceDocker] = inventory.SourceResult{Error: err.Error()}
-		return obs
+	} else {
+		obs.Sources[inventory.SourceDocker] = inventory.SourceResult{OK: true}
 	}
-	obs.Sources[inventory.SourceDocker] = inventory.SourceResult{OK: true}
-	attr := attribution.New(attribution.NewUsers(), cfg.ProcRoot, log)
 	for _, o := range seen {
 		c := o.Container
 		if o.Facts != nil {
@@ -151,6 +151,7 @@ func observe(ctx context.Context, cfg Config, log *slog.Logger, prev *inventory.
 		}
 		obs.Containers = append(obs.Containers, c)
 	}
+	observeGPUs(ctx, cfg, log, prev, &obs, attr)
 	return obs
 }
 

@@ -175,6 +175,12 @@ type GPUProcess struct {
 	// MemoryBytes is nil when NVML could not say, or when only the /proc
 	// device scan saw the process.
 	MemoryBytes *uint64 `json:"memory_bytes"`
+	// NSPID is the PID as the container sees it.
+	NSPID int `json:"ns_pid,omitempty"`
+	// Kind is how the process was seen: one of the Kind constants.
+	Kind string `json:"kind,omitempty"`
+	// Command is the process's command line.
+	Command string `json:"command,omitempty"`
 }
 
 // Process kinds as NVML lists them, plus the /proc device scan.
@@ -276,6 +282,11 @@ type HostProcess struct {
 	GPUs []string `json:"gpus"`
 	// GPUMemoryBytes is the GPU memory the process uses; nil when unknown.
 	GPUMemoryBytes *uint64 `json:"gpu_memory_bytes"`
+	// Kinds say how the process was seen (compute, graphics, mps, or
+	// device: only holding /dev/nvidia* open, with no memory figure).
+	Kinds []string `json:"kinds,omitempty"`
+	// SMUtilPercent is the process's SM utilisation where NVML samples it.
+	SMUtilPercent *uint32 `json:"sm_util_percent,omitempty"`
 }
 
 // Key returns the process key: PID and start ticks.

@@ -1,0 +1,507 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// Bounds on what NVML may hand back. A driver/library ABI mismatch or a
+// broken mock can return any length; no list is trusted beyond these.
+const (
+	nvmlMaxGPUs       = 128  // devices per host; the largest NVSwitch systems have 16
+	nvmlMaxMIGDevices = 64   // MIG device slots per GPU; an A100 or H100 has 7
+	nvmlMaxList       = 4096 // processes per list, utilisation samples per call
+)
+
+// nvmlPIDMax is Linux's PID_MAX_LIMIT on 64-bit: no real PID is larger.
+// NVML reports 0 or 4294967295 (and other garbage) when the driver and the
+// library disagree on the layout of the process structure.
+const nvmlPIDMax = 4 * 1024 * 1024
+
+// nvmlValueNotAvailable is NVML_VALUE_NOT_AVAILABLE as an unsigned long long:
+// NVML's "this driver cannot say" for a process's memory.
+const nvmlValueNotAvailable = ^uint64(0)
+
+// nvmlFutureSlack is how far ahead of this host's clock a utilisation timestamp
+// (microseconds since the epoch) may be before it is taken for garbage. A
+// garbage timestamp kept as "last seen" would hide every later sample.
+const nvmlFutureSlack = time.Hour
+
+// ErrNoGPUs is wrapped by Observe's error when NVML initialises but lists no
+// GPU: the source has nothing to say, which is not the same as "idle".
+var ErrNoGPUs = errors.New("NVML lists no GPUs")
+
+// GPUSample is one process NVML lists on one device.
+type GPUSample struct {
+	// PID is the host PID. It is always valid (1 to PID_MAX_LIMIT): an
+	// invalid PID from NVML is counted in GPUDevice.UnknownProcesses and
+	// never becomes a sample.
+	PID int
+	// GPU is the device ID: "0", or "0:1" for a MIG instance (GPU index :
+	// GPU instance ID).
+	GPU     string
+	GPUUUID string
+	// Kind is inventory.KindCompute, KindGraphics or KindMPS. A process in
+	// more than one list (a "C+G" process) gives one sample per kind.
+	Kind string
+	// MemoryBytes is nil when NVML says "not available" or gives a value
+	// larger than the device's memory.
+	MemoryBytes *uint64
+	// SMUtil is the process's SM utilisation in percent from the newest
+	// fresh sample; nil where the device cannot say (MIG instances, older
+	// GPUs) or NVML had no sample newer than the last scan's.
+	SMUtil *uint32
+}
+
+// NVMLObservation is what one NVML read saw.
+type NVMLObservation struct {
+	// GPUs holds every GPU and every MIG instance as its own entry, in
+	// index order with a GPU's MIG instances after it. LastSampleTimestamp
+	// is updated from this read's utilisation samples.
+	GPUs []inventory.GPUDevice
+	// Samples are the processes with valid PIDs. Duplicates of one PID on
+	// one device in one list are merged.
+	Samples []GPUSample
+}
+
+// NVML is the NVML source. It holds no NVML state between reads: each
+// Observe initialises the library and shuts it down again.
+type NVML struct {
+	lib nvml.Interface
+	log *slog.Logger
+	now func() time.Time
+}
+
+// NewNVML returns the NVML source reading through lib (nvml.New() in
+// production, a go-nvml mock server in tests).
+func NewNVML(lib nvml.Interface, log *slog.Logger) *NVML {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &NVML{lib: lib, log: log.With("source", inventory.SourceNVML), now: time.Now}
+}
+
+// Observe initialises NVML, reads every device, and shuts NVML down.
+// lastSample maps a GPU UUID to the newest utilisation sample timestamp of
+// the previous scan (inventory GPUDevice.LastSampleTimestamp), so that only
+// newer samples count.
+//
+// An error means the source is unavailable: NVML could not initialise, could
+// not count the GPUs, or lists none (ErrNoGPUs). It says why in plain words
+// and wraps the nvml.Return, so errors.Is(err, nvml.ERROR_DRIVER_NOT_LOADED)
+// works. Trouble on one device is not an error: that device carries it in
+// GPUDevice.Error (and Lost), and the others are read.
+func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLObservation, err error) {
+	start := n.now()
+	// A panic from the library's Go side (a nil handle, a mock missing a
+	// function) must cost this source, not the scan. Deferred first, it
+	// runs after Shutdown.
+	defer func() {
+		if p := recover(); p != nil {
+			n.log.Error("NVML read panicked", "panic", p)
+			obs, err = NVMLObservation{}, fmt.Errorf("read NVML: internal error: %v", p)
+		}
+	}()
+	if ret := n.lib.Init(); ret != nvml.SUCCESS {
+		return NVMLObservation{}, nvmlInitError(ret)
+	}
+	// NVML's contract pairs Shutdown with a successful Init only: after a
+	// failed Init it answers ERROR_UNINITIALIZED and does nothing.
+	defer func() {
+		if ret := n.lib.Shutdown(); ret != nvml.SUCCESS {
+			n.log.Warn("NVML shutdown failed", "err", ret)
+		}
+	}()
+
+	count, ret := n.lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		return NVMLObservation{}, fmt.Errorf("count GPUs: %w", ret)
+	}
+	if count <= 0 {
+		return NVMLObservation{}, ErrNoGPUs
+	}
+	if count > nvmlMaxGPUs {
+		n.log.Warn("NVML reports more GPUs than can be real; reading the first ones", "count", count, "read", nvmlMaxGPUs)
+		count = nvmlMaxGPUs
+	}
+
+	nowMicros := uint64(n.now().UnixMicro())
+	for i := range count {
+		devs, samples := n.readGPUSafely(i, lastSample, nowMicros)
+		obs.GPUs = append(obs.GPUs, devs...)
+		obs.Samples = append(obs.Samples, samples...)
+	}
+	for _, d := range obs.GPUs {
+		if d.Error != "" {
+			n.log.Warn("NVML device error", "gpu", d.ID, "uuid", d.UUID, "lost", d.Lost, "err", d.Error)
+		}
+	}
+	n.log.Debug("NVML read", "gpus", len(obs.GPUs), "samples", len(obs.Samples),
+		"duration_ms", n.now().Sub(start).Milliseconds())
+	return obs, nil
+}
+
+// nvmlInitError turns a failed nvml.Init into the reason an admin can act on.
+func nvmlInitError(ret nvml.Return) error {
+	var why string
+	switch ret {
+	case nvml.ERROR_LIBRARY_NOT_FOUND:
+		why = "NVML library not found (no NVIDIA driver installed?)"
+	case nvml.ERROR_DRIVER_NOT_LOADED:
+		why = "NVIDIA kernel driver not loaded"
+	case nvml.ERROR_LIB_RM_VERSION_MISMATCH:
+		why = "driver/library version mismatch: the driver was upgraded without a reboot"
+	case nvml.ERROR_NO_PERMISSION:
+		why = "no permission to open the NVIDIA devices"
+	case nvml.ERROR_FUNCTION_NOT_FOUND:
+		why = "NVML library too old for this program"
+	default:
+		why = "NVML initialisation failed"
+	}
+	return fmt.Errorf("%s: %w", why, ret)
+}
+
+// readGPUSafely reads GPU index and, if that panics, lists the GPU with the
+// panic as its error so the other GPUs are still read.
+func (n *NVML) readGPUSafely(index int, lastSample map[string]uint64, nowMicros uint64) (devs []inventory.GPUDevice, samples []GPUSample) {
+	defer func() {
+		if p := recover(); p != nil {
+			n.log.Error("reading a GPU panicked", "gpu", index, "panic", p)
+			devs = []inventory.GPUDevice{{
+				ID: strconv.Itoa(index), Index: index,
+				Error: fmt.Sprintf("internal error reading the GPU: %v", p),
+			}}
+			samples = nil
+		}
+	}()
+	return n.readGPU(index, lastSample, nowMicros)
+}
+
+// nvmlDeviceRead is one device being read: what is known so far and every error.
+type nvmlDeviceRead struct {
+	dev  inventory.GPUDevice
+	errs []string
+}
+
+// fail records a failed call. It reports whether the device is lost, after
+// which nothing more is asked of it.
+func (r *nvmlDeviceRead) fail(what string, ret nvml.Return) bool {
+	r.errs = append(r.errs, what+": "+ret.Error())
+	if nvmlIsLost(ret) {
+		r.dev.Lost = true
+	}
+	return r.dev.Lost
+}
+
+func (r *nvmlDeviceRead) done() inventory.GPUDevice {
+	r.dev.Error = strings.Join(r.errs, "; ")
+	return r.dev
+}
+
+// nvmlIsLost is true for the answers that mean the GPU itself is gone until a
+// reset, as opposed to one call failing.
+func nvmlIsLost(ret nvml.Return) bool {
+	return ret == nvml.ERROR_GPU_IS_LOST || ret == nvml.ERROR_RESET_REQUIRED
+}
+
+// readGPU reads one GPU: its own entry, then either its MIG instances (with
+// their processes) or its processes and utilisation.
+func (n *NVML) readGPU(index int, lastSample map[string]uint64, nowMicros uint64) ([]inventory.GPUDevice, []GPUSample) {
+	r := &nvmlDeviceRead{dev: inventory.GPUDevice{ID: strconv.Itoa(index), Index: index}}
+	h, ret := n.lib.DeviceGetHandleByIndex(index)
+	if ret == nvml.SUCCESS && h == nil {
+		ret = nvml.ERROR_UNKNOWN
+	}
+	if ret != nvml.SUCCESS {
+		r.fail("get device handle", ret)
+		return []inventory.GPUDevice{r.done()}, nil
+	}
+	if !n.readIdentity(r, h) {
+		return []inventory.GPUDevice{r.done()}, nil
+	}
+	r.dev.LastSampleTimestamp = lastSample[r.dev.UUID]
+
+	switch mode, ret := h.GetPersistenceMode(); ret {
+	case nvml.SUCCESS:
+		on := mode == nvml.FEATURE_ENABLED
+		r.dev.PersistenceMode = &on
+	case nvml.ERROR_NOT_SUPPORTED:
+	default:
+		if r.fail("read persistence mode", ret) {
+			return []inventory.GPUDevice{r.done()}, nil
+		}
+	}
+
+	switch current, _, ret := h.GetMigMode(); ret {
+	case nvml.SUCCESS:
+		r.dev.MIGEnabled = current == nvml.DEVICE_MIG_ENABLE
+	case nvml.ERROR_NOT_SUPPORTED: // a GPU without MIG
+	default:
+		if r.fail("read MIG mode", ret) {
+			return []inventory.GPUDevice{r.done()}, nil
+		}
+	}
+
+	if r.dev.MIGEnabled {
+		// The parent handle's process lists are aggregates of its MIG
+		// instances: read the instances instead, so nothing is listed twice.
+		migs, samples := n.readMIGDevices(r, h, index, lastSample)
+		return append([]inventory.GPUDevice{r.done()}, migs...), samples
+	}
+	samples := n.readProcesses(r, h)
+	if !r.dev.Lost {
+		n.readUtilisation(r, h, samples, nowMicros)
+	}
+	return []inventory.GPUDevice{r.done()}, samples
+}
+
+// readIdentity reads UUID, name and memory into r. It returns false when
+// the device is lost.
+func (n *NVML) readIdentity(r *nvmlDeviceRead, h nvml.Device) bool {
+	uuid, ret := h.GetUUID()
+	if ret != nvml.SUCCESS {
+		if r.fail("read UUID", ret) {
+			return false
+		}
+	} else {
+		r.dev.UUID = uuid
+	}
+	name, ret := h.GetName()
+	if ret != nvml.SUCCESS {
+		if r.fail("read name", ret) {
+			return false
+		}
+	} else {
+		r.dev.Name = name
+	}
+	mem, ret := h.GetMemoryInfo()
+	switch {
+	case ret == nvml.ERROR_NOT_SUPPORTED:
+	case ret != nvml.SUCCESS:
+		if r.fail("read memory", ret) {
+			return false
+		}
+	default:
+		if mem.Total != nvmlValueNotAvailable {
+			total := mem.Total
+			r.dev.MemoryTotalBytes = &total
+		}
+		if mem.Used != nvmlValueNotAvailable && (mem.Total == nvmlValueNotAvailable || mem.Used <= mem.Total) {
+			used := mem.Used
+			r.dev.MemoryUsedBytes = &used
+		}
+	}
+	return true
+}
+
+// readMIGDevices reads the MIG instances of the MIG-enabled GPU parent. A
+// lost instance means a lost GPU: parent is marked and reading stops.
+func (n *NVML) readMIGDevices(parent *nvmlDeviceRead, h nvml.Device, index int, lastSample map[string]uint64) ([]inventory.GPUDevice, []GPUSample) {
+	slots, ret := h.GetMaxMigDeviceCount()
+	if ret != nvml.SUCCESS {
+		parent.fail("count MIG devices", ret)
+		return nil, nil
+	}
+	if slots > nvmlMaxMIGDevices {
+		parent.errs = append(parent.errs, fmt.Sprintf("NVML reports %d MIG device slots; read the first %d", slots, nvmlMaxMIGDevices))
+		slots = nvmlMaxMIGDevices
+	}
+	var devs []inventory.GPUDevice
+	var samples []GPUSample
+	for slot := 0; slot < slots; slot++ {
+		mh, ret := h.GetMigDeviceHandleByIndex(slot)
+		if ret == nvml.ERROR_NOT_FOUND {
+			continue // an empty slot
+		}
+		if ret == nvml.SUCCESS && mh == nil {
+			ret = nvml.ERROR_UNKNOWN
+		}
+		if ret != nvml.SUCCESS {
+			if parent.fail(fmt.Sprintf("get MIG device %d", slot), ret) {
+				break
+			}
+			continue
+		}
+		r := &nvmlDeviceRead{dev: inventory.GPUDevice{Index: index, Parent: strconv.Itoa(index)}}
+		s := n.readMIGDevice(r, mh, index, slot, lastSample)
+		devs = append(devs, r.done())
+		samples = append(samples, s...)
+		if r.dev.Lost {
+			parent.dev.Lost = true
+			parent.errs = append(parent.errs, fmt.Sprintf("MIG device %s: %s", r.dev.ID, r.dev.Error))
+			break
+		}
+	}
+	return devs, samples
+}
+
+// readMIGDevice reads one MIG instance. Its ID is "<gpu>:<gpu instance>";
+// when the instance ID cannot be read, "<gpu>:slot<n>" keeps it listed.
+func (n *NVML) readMIGDevice(r *nvmlDeviceRead, mh nvml.Device, index, slot int, lastSample map[string]uint64) []GPUSample {
+	r.dev.ID = fmt.Sprintf("%d:slot%d", index, slot)
+	gi, ret := mh.GetGpuInstanceId()
+	if ret != nvml.SUCCESS {
+		if r.fail("read GPU instance ID", ret) {
+			return nil
+		}
+	} else {
+		r.dev.GPUInstanceID = &gi
+		r.dev.ID = fmt.Sprintf("%d:%d", index, gi)
+	}
+	ci, ret := mh.GetComputeInstanceId()
+	if ret != nvml.SUCCESS {
+		if r.fail("read compute instance ID", ret) {
+			return nil
+		}
+	} else {
+		r.dev.ComputeInstanceID = &ci
+	}
+	if !n.readIdentity(r, mh) {
+		return nil
+	}
+	// MIG instances have no utilisation sampling; the old timestamp is
+	// carried so that the state round-trips unchanged.
+	r.dev.LastSampleTimestamp = lastSample[r.dev.UUID]
+	return n.readProcesses(r, mh)
+}
+
+// nvmlProcessList is one of NVML's three process lists.
+type nvmlProcessList struct {
+	kind string
+	get  func() ([]nvml.ProcessInfo, nvml.Return)
+}
+
+// readProcesses reads the compute, graphics and MPS lists of the device
+// being read in r. NOT_SUPPORTED leaves a list empty; an invalid PID is
+// counted in UnknownProcesses.
+func (n *NVML) readProcesses(r *nvmlDeviceRead, h nvml.Device) []GPUSample {
+	lists := []nvmlProcessList{
+		{inventory.KindCompute, h.GetComputeRunningProcesses},
+		{inventory.KindGraphics, h.GetGraphicsRunningProcesses},
+		{inventory.KindMPS, h.GetMPSComputeRunningProcesses},
+	}
+	var samples []GPUSample
+	for _, l := range lists {
+		infos, ret := l.get()
+		if ret == nvml.ERROR_NOT_SUPPORTED {
+			continue
+		}
+		if ret != nvml.SUCCESS {
+			if r.fail("list "+l.kind+" processes", ret) {
+				break
+			}
+			continue
+		}
+		if len(infos) > nvmlMaxList {
+			r.errs = append(r.errs, fmt.Sprintf("%s process list of %d entries cut to %d", l.kind, len(infos), nvmlMaxList))
+			infos = infos[:nvmlMaxList]
+		}
+		// Duplicates are merged within one list only: the same PID in
+		// two lists is two kinds of use.
+		first := len(samples)
+		for _, p := range infos {
+			if !validNVMLPID(p.Pid) {
+				r.dev.UnknownProcesses++
+				continue
+			}
+			mem := nvmlProcessMemory(p.UsedGpuMemory, r.dev.MemoryTotalBytes)
+			if i := findGPUSample(samples[first:], int(p.Pid)); i >= 0 {
+				s := &samples[first+i]
+				s.MemoryBytes = maxKnownMemory(s.MemoryBytes, mem)
+				continue
+			}
+			samples = append(samples, GPUSample{
+				PID: int(p.Pid), GPU: r.dev.ID, GPUUUID: r.dev.UUID, Kind: l.kind, MemoryBytes: mem,
+			})
+		}
+	}
+	return samples
+}
+
+func validNVMLPID(pid uint32) bool { return pid != 0 && pid <= nvmlPIDMax }
+
+// nvmlProcessMemory is the memory NVML gave for a process, or nil when NVML
+// said "not available" or gave more than the device has (ABI garbage).
+func nvmlProcessMemory(used uint64, deviceTotal *uint64) *uint64 {
+	if used == nvmlValueNotAvailable || (deviceTotal != nil && used > *deviceTotal) {
+		return nil
+	}
+	return &used
+}
+
+// maxKnownMemory merges the memory of two listings of one process: NVML reports
+// a process's whole use on each, so the larger known value is the truth.
+func maxKnownMemory(a, b *uint64) *uint64 {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || *a >= *b:
+		return a
+	}
+	return b
+}
+
+func findGPUSample(samples []GPUSample, pid int) int {
+	for i := range samples {
+		if samples[i].PID == pid {
+			return i
+		}
+	}
+	return -1
+}
+
+// readUtilisation fills SMUtil of samples from NVML's per-process samples
+// newer than the device's last seen timestamp, and moves that timestamp to
+// the newest sample kept. Samples that cannot be true (not newer than
+// last seen, in the future, over 100 %) are dropped.
+func (n *NVML) readUtilisation(r *nvmlDeviceRead, h nvml.Device, samples []GPUSample, nowMicros uint64) {
+	limit := nowMicros + uint64(nvmlFutureSlack.Microseconds())
+	lastSeen := r.dev.LastSampleTimestamp
+	if lastSeen > limit {
+		n.log.Warn("last utilisation timestamp is in the future; asking for every sample",
+			"gpu", r.dev.ID, "last_sample_timestamp", lastSeen)
+		lastSeen = 0
+		r.dev.LastSampleTimestamp = 0
+	}
+	utils, ret := h.GetProcessUtilization(lastSeen)
+	switch {
+	case ret == nvml.SUCCESS:
+	case ret == nvml.ERROR_NOT_SUPPORTED, ret == nvml.ERROR_NOT_FOUND:
+		return // the device cannot say, or has no sample newer than lastSeen
+	case ret == nvml.ERROR_INSUFFICIENT_SIZE && len(utils) == 0:
+		// go-nvml returns the size probe's answer when the count is zero.
+		return
+	default:
+		r.fail("read process utilisation", ret)
+		return
+	}
+	if len(utils) > nvmlMaxList {
+		utils = utils[:nvmlMaxList]
+	}
+	newest := lastSeen
+	best := map[uint32]nvml.ProcessUtilizationSample{}
+	for _, u := range utils {
+		if u.TimeStamp <= lastSeen || u.TimeStamp > limit || u.SmUtil > 100 || !validNVMLPID(u.Pid) {
+			continue
+		}
+		if b, ok := best[u.Pid]; !ok || u.TimeStamp > b.TimeStamp {
+			best[u.Pid] = u
+		}
+		newest = max(newest, u.TimeStamp)
+	}
+	r.dev.LastSampleTimestamp = newest
+	for i := range samples {
+		if u, ok := best[uint32(samples[i].PID)]; ok {
+			sm := u.SmUtil
+			samples[i].SMUtil = &sm
+		}
+	}
+}

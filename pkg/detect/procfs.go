@@ -1,0 +1,475 @@
+package detect
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// userHZ is the unit of the times in /proc/<pid>/stat. The kernel reports
+// them in USER_HZ, which is 100 on every architecture Linux builds for
+// (x86, arm64, ppc64le, s390x, riscv); sysconf(_SC_CLK_TCK) would say so,
+// but is out of reach without cgo.
+const userHZ = 100
+
+// unsetLoginUID is (uid_t)-1: the loginuid of a process outside any login
+// (services, and everything started before a login).
+const unsetLoginUID = 1<<32 - 1
+
+// ErrVanished says a process exited while it was being read. Callers skip
+// such a process quietly: it is no longer there to report.
+var ErrVanished = errors.New("process vanished")
+
+// ProcessInfo is what /proc says about one process.
+type ProcessInfo struct {
+	PID int
+	// NSPID is the PID as the process's own PID namespace sees it (the last
+	// field of NSpid in status): what `ps` inside a container shows. It is
+	// PID for a host process.
+	NSPID int
+	// StartTicks is the start time in clock ticks since boot (field 22 of
+	// stat). With PID it identifies a process across PID reuse.
+	StartTicks uint64
+	// StartedAt is StartTicks as a UTC wall-clock time, through the boot
+	// time. It is good to the second; StartTicks is the exact key.
+	StartedAt time.Time
+	// UID is the real uid.
+	UID int
+	// LoginUID is the uid the process's login session started as, kept
+	// across sudo and su; nil when unset (not from a login) or when the
+	// kernel has no audit support.
+	LoginUID *int
+	// Comm is the kernel's process name, at most 15 bytes, as raw as the
+	// kernel keeps it (it may hold spaces, parentheses, control bytes).
+	Comm string
+	// Cmdline is the command line with arguments joined by spaces, at most
+	// MaxCommand bytes, stored as the process set it: possibly invalid
+	// UTF-8 or with control characters, for the printer to make safe.
+	// It is "[comm]" when the process has none (kernel threads, zombies).
+	Cmdline string
+	// Cgroup are the lines of /proc/<pid>/cgroup.
+	Cgroup []CgroupLine
+	// ContainerID and Runtime are the container the process is in, from
+	// ContainerFromCgroup; empty for a host process.
+	ContainerID string
+	Runtime     string
+}
+
+// Procfs reads processes from a proc filesystem mounted at a root that is a
+// parameter, so tests can point it at a fake tree.
+type Procfs struct {
+	root string
+
+	mu       sync.Mutex
+	bootTime time.Time
+}
+
+// NewProcfs reads the proc filesystem mounted at root (normally /proc).
+func NewProcfs(root string) *Procfs {
+	return &Procfs{root: root}
+}
+
+// BootTime returns when the machine booted (btime in <root>/stat). It is
+// read once and cached: it does not change while the machine is up.
+func (p *Procfs) BootTime() (time.Time, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.bootTime.IsZero() {
+		return p.bootTime, nil
+	}
+	path := filepath.Join(p.root, "stat")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	btime, err := parseBootTime(data)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	p.bootTime = time.Unix(btime, 0).UTC()
+	return p.bootTime, nil
+}
+
+// Process reads one process. It returns an error wrapping ErrVanished when
+// the process is gone or exits while being read.
+//
+// Every file is opened through one handle on /proc/<pid>: a handle on an
+// exited process's directory keeps failing even if the PID is reused at
+// once, so the files read all describe the same process.
+func (p *Procfs) Process(pid int) (ProcessInfo, error) {
+	if pid <= 0 {
+		return ProcessInfo{}, fmt.Errorf("read process: invalid pid %d", pid)
+	}
+	boot, err := p.BootTime()
+	if err != nil {
+		return ProcessInfo{}, err
+	}
+	dir := filepath.Join(p.root, strconv.Itoa(pid))
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return ProcessInfo{}, procErr(dir, err)
+	}
+	defer r.Close()
+
+	info := ProcessInfo{PID: pid}
+	data, err := r.ReadFile("stat")
+	if err != nil {
+		return ProcessInfo{}, procErr(filepath.Join(dir, "stat"), err)
+	}
+	if info.Comm, info.StartTicks, err = parseStat(data); err != nil {
+		return ProcessInfo{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, "stat"), err)
+	}
+	info.StartedAt = boot.Add(time.Duration(info.StartTicks) * (time.Second / userHZ))
+
+	if data, err = r.ReadFile("status"); err != nil {
+		return ProcessInfo{}, procErr(filepath.Join(dir, "status"), err)
+	}
+	if info.UID, info.NSPID, err = parseStatus(data); err != nil {
+		return ProcessInfo{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, "status"), err)
+	}
+	if info.NSPID == 0 {
+		// Kernels before 4.1 have no NSpid line, nor PID namespaces
+		// worth the name.
+		info.NSPID = pid
+	}
+
+	if data, err = readCapped(r, "cmdline", MaxCommand); err != nil {
+		return ProcessInfo{}, procErr(filepath.Join(dir, "cmdline"), err)
+	}
+	info.Cmdline = parseCmdline(data, info.Comm)
+
+	if data, err = r.ReadFile("cgroup"); err != nil {
+		return ProcessInfo{}, procErr(filepath.Join(dir, "cgroup"), err)
+	}
+	info.Cgroup = ParseCgroupFile(data)
+	info.ContainerID, info.Runtime = ContainerFromCgroup(info.Cgroup)
+
+	data, err = r.ReadFile("loginuid")
+	switch {
+	case err == nil:
+		if info.LoginUID, err = parseLoginUID(data); err != nil {
+			return ProcessInfo{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, "loginuid"), err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		// A kernel without audit support has no loginuid file; a process
+		// that exited just now loses it too, and has been read whole.
+	default:
+		return ProcessInfo{}, procErr(filepath.Join(dir, "loginuid"), err)
+	}
+	return info, nil
+}
+
+// procErr wraps a read error, marking a process that is gone: its
+// directory or a file in it no longer exists (ENOENT), or the kernel says
+// the task is dead mid-read (ESRCH).
+func procErr(path string, err error) error {
+	if vanished(err) {
+		return fmt.Errorf("read %s: %w: %w", path, ErrVanished, err)
+	}
+	return fmt.Errorf("read %s: %w", path, err)
+}
+
+func vanished(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
+}
+
+// readCapped reads at most n bytes of a file: a command line can be
+// megabytes long.
+func readCapped(r *os.Root, name string, n int) ([]byte, error) {
+	f, err := r.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	got, err := io.ReadFull(f, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return buf[:got], err
+}
+
+// DeviceHolders finds the processes holding a GPU device open, from their
+// open file descriptors: a signal that still works when NVML cannot start
+// (a driver upgraded without a reboot). It maps each PID to the GPUs it
+// holds, sorted: "N" for /dev/nvidiaN, and "" (some GPU, which unknown) for
+// a process holding only MIG capability devices (/dev/nvidia-caps/*).
+//
+// N is the device's minor number (NVML's nvmlDeviceGetMinorNumber), which
+// need not equal NVML's index. The path is the one the process
+// opened, so a container's /dev/nvidiaN names the host's device only when
+// the runtime kept the host's names (the NVIDIA runtime, --gpus and CDI do).
+//
+// /dev/nvidiactl, /dev/nvidia-uvm and /dev/nvidia-modeset are not counted:
+// every CUDA process opens them beside the GPU it uses, and a process that
+// holds only them (nvidia-smi between queries, a library probing the
+// driver) holds no GPU.
+//
+// Descriptors are read with readlink and never opened or followed. Threads
+// that unshared their descriptor table (rare) are not looked at. When some
+// processes' descriptors cannot be read for lack of privilege (a scanner
+// without CAP_SYS_PTRACE), the map holds the others and the error says how
+// many were missed, wrapping the cause (fs.ErrPermission). A process that
+// exits during the scan is skipped quietly.
+func (p *Procfs) DeviceHolders() (map[int][]string, error) {
+	d, err := os.Open(p.root)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", p.root, err)
+	}
+	// Readdirnames: no sorting and no stat, just the names.
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", p.root, err)
+	}
+	// Reading links is kernel work, a few microseconds each, and a busy
+	// server has 10^5 descriptors: share the processes among a few workers.
+	workers := min(runtime.GOMAXPROCS(0), maxFDWorkers)
+	parts := make([]fdScan, workers)
+	var wg sync.WaitGroup
+	for w := range parts {
+		wg.Go(func() {
+			for i := w; i < len(names); i += workers {
+				parts[w].scan(p, names[i])
+			}
+		})
+	}
+	wg.Wait()
+
+	holders := map[int][]string{}
+	var missed int
+	var missedErr error
+	for _, part := range parts {
+		for pid, ids := range part.holders {
+			holders[pid] = ids
+		}
+		missed += part.missed
+		if part.missedErr != nil {
+			missedErr = part.missedErr
+		}
+	}
+	if missed > 0 {
+		return holders, fmt.Errorf("read open files of %d processes: %w", missed, missedErr)
+	}
+	return holders, nil
+}
+
+// maxFDWorkers bounds the cores one descriptor scan takes from the machine.
+const maxFDWorkers = 4
+
+// fdScan is one worker's share of a descriptor scan.
+type fdScan struct {
+	holders   map[int][]string
+	missed    int
+	missedErr error
+}
+
+func (s *fdScan) scan(p *Procfs, name string) {
+	if !isDigits(name) {
+		return
+	}
+	ids, err := p.fdDevices(name)
+	if err != nil {
+		// A process that exited between the listing and now (ENOENT,
+		// ESRCH) holds nothing any more; any other failure is a blind spot
+		// to report.
+		if !vanished(err) {
+			s.missed++
+			s.missedErr = err
+		}
+		return
+	}
+	if ids == nil {
+		return
+	}
+	pid, err := strconv.Atoi(name)
+	if err != nil {
+		return
+	}
+	if s.holders == nil {
+		s.holders = map[int][]string{}
+	}
+	s.holders[pid] = ids
+}
+
+// fdDevices returns the GPU devices one process holds, or nil.
+func (p *Procfs) fdDevices(pid string) ([]string, error) {
+	fdDir := p.root + "/" + pid + "/fd/"
+	d, err := os.Open(fdDir)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	caps := false
+	for _, fd := range fds {
+		target, err := os.Readlink(fdDir + fd)
+		if err != nil {
+			if vanished(err) {
+				// The descriptor was closed since the listing, or the
+				// process exited: either way it holds nothing now.
+				continue
+			}
+			return nil, err
+		}
+		id, ok := nvidiaDeviceID(target)
+		switch {
+		case !ok:
+		case id == "":
+			caps = true
+		case !slices.Contains(ids, id):
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		slices.SortFunc(ids, compareDevices)
+		return ids, nil
+	}
+	if caps {
+		return []string{""}, nil
+	}
+	return nil, nil
+}
+
+// nvidiaDeviceID says whether a descriptor's link target is a GPU device:
+// /dev/nvidiaN gives N, /dev/nvidia-caps/<cap> gives "" (a MIG capability:
+// some GPU, which one unknown from the path).
+func nvidiaDeviceID(target string) (id string, ok bool) {
+	const prefix = "/dev/nvidia"
+	rest, ok := strings.CutPrefix(target, prefix)
+	if !ok {
+		return "", false
+	}
+	// A device node unlinked while held (a container's /dev torn down)
+	// reads "/dev/nvidia0 (deleted)"; the device is still held.
+	rest = strings.TrimSuffix(rest, " (deleted)")
+	if isDigits(rest) {
+		return rest, true
+	}
+	if c, ok := strings.CutPrefix(rest, "-caps/"); ok && c != "" && !strings.Contains(c, "/") {
+		return "", true
+	}
+	return "", false
+}
+
+// parseBootTime returns btime from the contents of /proc/stat.
+func parseBootTime(data []byte) (int64, error) {
+	for line := range bytes.Lines(data) {
+		rest, ok := bytes.CutPrefix(line, []byte("btime "))
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(rest)), 10, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("bad btime %q", bytes.TrimSpace(rest))
+		}
+		return n, nil
+	}
+	return 0, errors.New("no btime")
+}
+
+// parseStat returns the name and start time from the contents of
+// /proc/<pid>/stat. The name is field 2 in parentheses and may itself hold
+// spaces and parentheses, so it runs to the last ')' and the numbered
+// fields are counted from there.
+func parseStat(data []byte) (comm string, startTicks uint64, err error) {
+	open := bytes.IndexByte(data, '(')
+	closing := bytes.LastIndexByte(data, ')')
+	if open < 0 || closing < open {
+		return "", 0, errors.New("no (comm)")
+	}
+	comm = string(data[open+1 : closing])
+	// After ") " come fields 3 (state) onwards; starttime is field 22.
+	const startField = 22 - 3
+	fields := bytes.Fields(data[closing+1:])
+	if len(fields) <= startField {
+		return "", 0, fmt.Errorf("%d fields after comm, want over %d", len(fields), startField)
+	}
+	startTicks, err = strconv.ParseUint(string(fields[startField]), 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("bad starttime: %w", err)
+	}
+	return comm, startTicks, nil
+}
+
+// parseStatus returns the real uid and the innermost namespace PID (0 when
+// the kernel has no NSpid line) from the contents of /proc/<pid>/status.
+func parseStatus(data []byte) (uid, nspid int, err error) {
+	uid = -1
+	for line := range bytes.Lines(data) {
+		key, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		switch string(key) {
+		case "Uid":
+			// Real, effective, saved, filesystem.
+			f := bytes.Fields(val)
+			if len(f) == 0 {
+				return 0, 0, errors.New("empty Uid")
+			}
+			n, err := strconv.ParseUint(string(f[0]), 10, 32)
+			if err != nil {
+				return 0, 0, fmt.Errorf("bad Uid: %w", err)
+			}
+			uid = int(n)
+		case "NSpid":
+			// Outermost namespace first: the last field is the PID the
+			// process sees itself as.
+			f := bytes.Fields(val)
+			if len(f) == 0 {
+				return 0, 0, errors.New("empty NSpid")
+			}
+			n, err := strconv.Atoi(string(f[len(f)-1]))
+			if err != nil || n <= 0 {
+				return 0, 0, fmt.Errorf("bad NSpid %q", bytes.TrimSpace(val))
+			}
+			nspid = n
+		}
+	}
+	if uid < 0 {
+		return 0, 0, errors.New("no Uid")
+	}
+	return uid, nspid, nil
+}
+
+// parseCmdline turns the contents of /proc/<pid>/cmdline (arguments each
+// ended by a NUL) into one line, arguments joined by spaces. Bytes are kept
+// as they are, invalid UTF-8 and control characters included: making them
+// safe is the printer's job. A process with no command line (a kernel
+// thread, a zombie) shows as "[comm]", as ps shows it.
+func parseCmdline(data []byte, comm string) string {
+	data = bytes.TrimRight(data, "\x00")
+	if len(data) == 0 {
+		return "[" + comm + "]"
+	}
+	return string(bytes.ReplaceAll(data, []byte{0}, []byte{' '}))
+}
+
+// parseLoginUID parses /proc/<pid>/loginuid; nil means unset.
+func parseLoginUID(data []byte) (*int, error) {
+	n, err := strconv.ParseUint(string(bytes.TrimSpace(data)), 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("bad loginuid: %w", err)
+	}
+	if n == unsetLoginUID {
+		return nil, nil
+	}
+	uid := int(n)
+	return &uid, nil
+}

@@ -1,0 +1,203 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// mockProcess is one process the mock NVML reports (the file format of
+// detect.NVMLFromMockFile).
+type mockProcess struct {
+	GPU         int    `json:"gpu"`
+	PID         int    `json:"pid"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	Kind        string `json:"kind"`
+}
+
+type mockNVML struct {
+	Processes []mockProcess `json:"processes"`
+	InitError string        `json:"init_error,omitempty"`
+}
+
+// gpuScanner runs the ds01-scan built with -tags nvmlmock, whose NVML is
+// go-nvml's mock server reporting what the mock file says.
+type gpuScanner struct {
+	*scanner
+	mock string
+}
+
+func newGPUScanner(t *testing.T) *gpuScanner {
+	t.Helper()
+	bin := filepath.Join(env.bin, "ds01-scan-nvmlmock")
+	_, err := os.Stat(bin)
+	mustHave(t, err == nil, "bin/ds01-scan-nvmlmock not built (make test builds it)")
+	s := newScanner(t)
+	return &gpuScanner{scanner: s, mock: filepath.Join(s.dir, "nvml.json")}
+}
+
+func (g *gpuScanner) report(t *testing.T, m mockNVML) {
+	t.Helper()
+	data, _ := json.Marshal(m)
+	if err := os.WriteFile(g.mock, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (g *gpuScanner) scan(t *testing.T) *inventory.Inventory {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(env.bin, "ds01-scan-nvmlmock"), "--state-dir", g.dir, "--events-file", g.events,
+		"--docker-host", env.dockerHost)
+	cmd.Env = append(os.Environ(), "DS01_NVML_MOCK="+g.mock)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ds01-scan: %v\n%s", err, out)
+	}
+	inv, err := inventory.Load(g.state)
+	if err != nil {
+		t.Fatalf("load inventory: %v\n%s", err, out)
+	}
+	return inv
+}
+
+func (g *gpuScanner) hostEvents(t *testing.T, pid int) []string {
+	var types []string
+	for _, e := range g.allEvents(t) {
+		if p, ok := e.Details["pid"].(float64); ok && int(p) == pid {
+			types = append(types, e.EventType)
+		}
+	}
+	return types
+}
+
+func findProcess(inv *inventory.Inventory, pid int) *inventory.HostProcess {
+	for i := range inv.HostProcesses {
+		if inv.HostProcesses[i].PID == pid {
+			return &inv.HostProcesses[i]
+		}
+	}
+	return nil
+}
+
+// TestScanGPUProcessInContainer: NVML reports the host PID of a container's
+// process on GPU 0 → the container shows observed use of GPU 0 with its
+// memory, flagged undeclared since it declared no GPU; when the process
+// leaves the GPU, so does the container's use.
+func TestScanGPUProcessInContainer(t *testing.T) {
+	id := container(t, "run", "-d", env.image, "sleep", "600")
+	pid, _ := strconv.Atoi(docker(t, "inspect", "-f", "{{.State.Pid}}", id))
+	g := newGPUScanner(t)
+	g.report(t, mockNVML{Processes: []mockProcess{{GPU: 0, PID: pid, MemoryBytes: 4 << 30, Kind: "compute"}}})
+	inv := g.scan(t)
+	if !inv.Sources["nvml"].OK {
+		t.Fatalf("nvml source: %+v", inv.Sources["nvml"])
+	}
+	c := mustFind(t, inv, id)
+	if len(c.GPUProcesses) != 1 || c.GPUProcesses[0].PID != pid || c.GPUProcesses[0].GPU != "0" ||
+		c.GPUProcesses[0].MemoryBytes == nil || *c.GPUProcesses[0].MemoryBytes != 4<<30 {
+		t.Fatalf("container GPU processes %+v, want pid %d on GPU 0 with 4 GiB", c.GPUProcesses, pid)
+	}
+	if c.GPUProcesses[0].NSPID != 1 {
+		t.Errorf("ns_pid %d, want 1 (the container's init)", c.GPUProcesses[0].NSPID)
+	}
+	if c.GPUAccess != inventory.AccessUndeclared {
+		t.Errorf("gpu_access %q, want undeclared", c.GPUAccess)
+	}
+	w := c.Workload()
+	if !w.GPUObserved || !reflect.DeepEqual(w.GPUs, []string{"0"}) || w.GPUMemoryBytes == nil {
+		t.Errorf("workload view %+v", w)
+	}
+	if findProcess(inv, pid) != nil {
+		t.Errorf("a container's process is listed as a host process")
+	}
+
+	g.report(t, mockNVML{})
+	inv = g.scan(t)
+	if c := mustFind(t, inv, id); len(c.GPUProcesses) != 0 || c.GPUAccess != inventory.AccessNone {
+		t.Errorf("after the process left the GPU: processes %+v access %q", c.GPUProcesses, c.GPUAccess)
+	}
+}
+
+// TestScanHostGPUProcess: a GPU process of a fresh non-root user on the host
+// becomes a host-process workload of that user on the second scan (not the
+// first), with its command line; killed, it leaves with one exited event.
+func TestScanHostGPUProcess(t *testing.T) {
+	u := newUser(t, "ds01it-dave")
+	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.uid)}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	g := newGPUScanner(t)
+	g.report(t, mockNVML{Processes: []mockProcess{{GPU: 1, PID: pid, MemoryBytes: 1 << 30, Kind: "compute"}}})
+	inv := g.scan(t)
+	if findProcess(inv, pid) != nil {
+		t.Fatalf("host process listed on its first sighting: it must wait for the second scan")
+	}
+	inv = g.scan(t)
+	p := findProcess(inv, pid)
+	if p == nil {
+		t.Fatalf("host GPU process %d not in the inventory after two scans", pid)
+	}
+	if p.Type != "host-process" || p.User != u.name || p.UserSource != "process_uid" || p.Command != "sleep 600" ||
+		!reflect.DeepEqual(p.GPUs, []string{"1"}) || p.GPUMemoryBytes == nil || *p.GPUMemoryBytes != 1<<30 {
+		t.Errorf("host process %+v", *p)
+	}
+	if got := g.hostEvents(t, pid); !reflect.DeepEqual(got, []string{inventory.EventHostProcessDiscovered}) {
+		t.Errorf("events %v, want one discovered", got)
+	}
+
+	cmd.Process.Kill()
+	cmd.Wait()
+	inv = g.scan(t)
+	if findProcess(inv, pid) != nil {
+		t.Errorf("killed process still in the inventory")
+	}
+	g.scan(t)
+	want := []string{inventory.EventHostProcessDiscovered, inventory.EventHostProcessExited}
+	if got := g.hostEvents(t, pid); !reflect.DeepEqual(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
+// TestScanNVMLUnavailable: NVML failing to initialise makes its source
+// unavailable with the reason; the scan completes and Docker data is whole.
+func TestScanNVMLUnavailable(t *testing.T) {
+	id := container(t, "create", env.image)
+	g := newGPUScanner(t)
+	g.report(t, mockNVML{InitError: "DRIVER_NOT_LOADED"})
+	inv := g.scan(t)
+	st := inv.Sources["nvml"]
+	if st.OK || !strings.Contains(strings.ToLower(st.Error), "driver") {
+		t.Errorf("nvml source %+v, want unavailable naming the driver", st)
+	}
+	if !inv.Sources["docker"].OK || find(inv, id) == nil {
+		t.Errorf("docker data missing while only NVML failed")
+	}
+}
+
+// TestScanWithoutGPU: the production binary on a machine without an NVIDIA
+// driver reports NVML unavailable with NVML's reason, and exits 0.
+func TestScanWithoutGPU(t *testing.T) {
+	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
+		t.Skip("this machine has an NVIDIA driver")
+	}
+	s := newScanner(t)
+	inv := s.scan(t)
+	if st := inv.Sources["nvml"]; st.OK || st.Error == "" {
+		t.Errorf("nvml source %+v, want unavailable with a reason", st)
+	}
+}
