@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 
 	"github.com/ds01-project/ds01/pkg/attribution"
 	"github.com/ds01-project/ds01/pkg/detect"
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
+
+// firstUserUID is where login accounts start (UID_MIN in login.defs).
+const firstUserUID = 1000
 
 // withDeadline runs f and gives up when ctx ends first. NVML calls go through
 // cgo and cannot be interrupted; a hung driver must not hold the scan past
@@ -61,6 +65,12 @@ func observeGPUs(ctx context.Context, cfg Config, log *slog.Logger, prev *invent
 
 	procfs := detect.NewProcfs(cfg.ProcRoot)
 	holders, err := withDeadline(ctx, procfs.DeviceHolders)
+	if err != nil && holders != nil && errors.Is(err, fs.ErrPermission) {
+		// Some descriptors are closed even to root (a sandbox's init):
+		// everything else was read.
+		log.Debug("/proc device scan skipped unreadable processes", "source", inventory.SourceProcfs, "err", err)
+		err = nil
+	}
 	if err != nil {
 		log.Warn("/proc device scan failed", "source", inventory.SourceProcfs, "err", err)
 		obs.Sources[inventory.SourceProcfs] = inventory.SourceResult{Error: err.Error()}
@@ -115,7 +125,9 @@ func observeGPUs(ctx context.Context, cfg Config, log *slog.Logger, prev *invent
 func hostProcess(info detect.ProcessInfo, use *detect.GPUUse, attr *attribution.Attributor) inventory.HostProcess {
 	r := attr.Process(info)
 	typ := inventory.TypeHostProcess
-	if detect.IsSystemProcess(info.Comm, info.Cmdline) {
+	// A name is easy to borrow: only system accounts' processes may be
+	// hidden as system ones. A user's own gnome-shell stays theirs.
+	if detect.IsSystemProcess(info.Comm, info.Cmdline) && info.UID < firstUserUID {
 		typ = inventory.TypeSystem
 	}
 	return inventory.HostProcess{

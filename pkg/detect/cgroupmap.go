@@ -37,22 +37,28 @@ const containerIDLen = 64
 // The v2 unified line is preferred when it names a container: on a hybrid
 // host it is the systemd driver's view. Otherwise the first v1 line that
 // names one is used, since under cgroupfs drivers the unified line of a
-// container process often stays in the engine's service.
+// container process often stays in the engine's service. A guess
+// (RuntimeUnknown) from any line gives way to a known shape on another.
 func ContainerFromCgroup(lines []CgroupLine) (id, runtime string) {
-	for _, l := range lines {
-		if l.Hierarchy == 0 && len(l.Controllers) == 0 {
-			if id, runtime = containerFromPath(l.Path); id != "" {
-				return id, runtime
+	var guess string
+	for _, unified := range []bool{true, false} {
+		for _, l := range lines {
+			if (l.Hierarchy == 0 && len(l.Controllers) == 0) != unified {
+				continue
+			}
+			switch cid, rt := containerFromPath(l.Path); rt {
+			case "":
+			case RuntimeUnknown:
+				if guess == "" {
+					guess = cid
+				}
+			default:
+				return cid, rt
 			}
 		}
 	}
-	for _, l := range lines {
-		if l.Hierarchy == 0 && len(l.Controllers) == 0 {
-			continue
-		}
-		if id, runtime = containerFromPath(l.Path); id != "" {
-			return id, runtime
-		}
+	if guess != "" {
+		return guess, RuntimeUnknown
 	}
 	return "", ""
 }

@@ -39,6 +39,8 @@ func TestContainerFromCgroup(t *testing.T) {
 		{"kind node: kubelet pod inside a docker container", "0::/system.slice/docker-" + cmID + ".scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-" + podUID + ".slice/cri-containerd-" + cmInner + ".scope\n", cmID, RuntimeDocker},
 		{"daemon-wide cgroup-parent (GitHub runner /actions_job)", "7:freezer:/actions_job/" + cmID + "\n", cmID, RuntimeUnknown},
 		{"containerd namespace cgroupfs", "0::/k8s.io/" + cmID + "\n", cmID, RuntimeUnknown},
+		{"known shape on v1 beats a guess on the unified line", "0::/actions_job/" + cmInner + "\n4:memory:/docker/" + cmID + "\n", cmID, RuntimeDocker},
+		{"guess on the unified line preferred to one on v1", "4:memory:/ci/" + cmInner + "\n0::/actions_job/" + cmID + "\n", cmID, RuntimeUnknown},
 		{"known shape beats an unknown guess above it", "0::/actions_job/" + cmID + "/docker/" + cmInner + "\n", cmInner, RuntimeDocker},
 
 		// Podman.

@@ -201,3 +201,90 @@ func TestScanWithoutGPU(t *testing.T) {
 		t.Errorf("nvml source %+v, want unavailable with a reason", st)
 	}
 }
+
+// inCgroup moves pid into a v1 cgroup at path under the pids hierarchy, the
+// shape another runtime would give it, and undoes it at cleanup.
+func inCgroup(t *testing.T, pid int, path string) {
+	t.Helper()
+	dir := filepath.Join("/sys/fs/cgroup/pids", path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		mustHave(t, false, "cannot create a v1 pids cgroup: "+err.Error())
+	}
+	t.Cleanup(func() {
+		// A cgroup can be removed only when empty: move the process back.
+		os.WriteFile("/sys/fs/cgroup/pids/cgroup.procs", []byte(strconv.Itoa(pid)), 0o644)
+		for d := dir; d != "/sys/fs/cgroup/pids"; d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		t.Fatalf("move %d into %s: %v", pid, path, err)
+	}
+}
+
+// TestScanOtherRuntimeContainer: a GPU process in a podman- or
+// Kubernetes-shaped cgroup, unknown to Docker, is recorded as an unknown
+// container of that runtime with its GPU use.
+func TestScanOtherRuntimeContainer(t *testing.T) {
+	const id = "5d4c3b2a19088f7e6d5c4b3a2918f7e6d5c4b3a2918f7e6d5c4b3a2918f7e6d0"
+	for _, tc := range []struct{ name, path, runtime string }{
+		{"podman", "machine.slice/libpod-" + id + ".scope", "podman"},
+		{"kubernetes", "kubepods/besteffort/pod0a1b2c3d-1111-2222-3333-444455556666/" + id, "kubernetes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command("sleep", "600")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := cmd.Process.Pid
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			inCgroup(t, pid, tc.path)
+			g := newGPUScanner(t)
+			g.report(t, mockNVML{Processes: []mockProcess{{GPU: 2, PID: pid, MemoryBytes: 2 << 30, Kind: "compute"}}})
+			inv := g.scan(t)
+			c := mustFind(t, inv, id)
+			if c.Type != "unknown" || c.Runtime != tc.runtime || len(c.GPUProcesses) != 1 || c.GPUProcesses[0].GPU != "2" {
+				t.Errorf("container %+v, want unknown of runtime %s using GPU 2", *c, tc.runtime)
+			}
+			if findProcess(inv, pid) != nil {
+				t.Errorf("process in a container cgroup listed as a host process")
+			}
+		})
+	}
+}
+
+// TestScanDeviceHolderOnly: a process holding /dev/nvidia* open that NVML
+// does not list is still found, by the /proc fd scan, marked as seen only
+// that way and without a memory figure.
+func TestScanDeviceHolderOnly(t *testing.T) {
+	// Without a driver, opening a node of NVIDIA's major fails (ENXIO); the
+	// scan matches the path a descriptor points at, so a node with
+	// /dev/null's numbers under an NVIDIA name stands in.
+	const dev = "/dev/nvidia6"
+	if _, err := os.Stat(dev); err != nil {
+		if err := syscall.Mknod(dev, syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+			t.Fatalf("mknod %s: %v", dev, err)
+		}
+		t.Cleanup(func() { os.Remove(dev) })
+	}
+	cmd := exec.Command("sh", "-c", "exec 3<"+dev+"; exec sleep 600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	g := newGPUScanner(t)
+	g.report(t, mockNVML{})
+	g.scan(t)
+	inv := g.scan(t)
+	if !inv.Sources["procfs"].OK {
+		t.Fatalf("procfs source: %+v", inv.Sources["procfs"])
+	}
+	p := findProcess(inv, pid)
+	if p == nil {
+		t.Fatalf("process holding %s not found", dev)
+	}
+	if !reflect.DeepEqual(p.Kinds, []string{"device"}) || p.GPUMemoryBytes != nil || !reflect.DeepEqual(p.GPUs, []string{"6"}) {
+		t.Errorf("device-only process %+v, want kinds [device], GPU 6, no memory", *p)
+	}
+}
