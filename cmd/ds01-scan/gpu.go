@@ -61,6 +61,11 @@ func observeGPUs(ctx context.Context, cfg Config, log *slog.Logger, prev *invent
 	} else {
 		obs.Sources[inventory.SourceNVML] = inventory.SourceResult{OK: true}
 		obs.GPUs, samples = nv.GPUs, nv.Samples
+		for _, g := range nv.GPUs {
+			if g.Lost || g.Error != "" {
+				obs.UnreadGPUs = append(obs.UnreadGPUs, g.ID)
+			}
+		}
 	}
 
 	procfs := detect.NewProcfs(cfg.ProcRoot)

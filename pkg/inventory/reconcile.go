@@ -39,6 +39,10 @@ type Observation struct {
 	// GPUs are the devices NVML reported; meaningful only when
 	// Sources[SourceNVML].OK.
 	GPUs []GPUDevice
+	// UnreadGPUs are devices whose processes could not be listed on this
+	// scan (lost, or a failing call). Absence from them proves nothing, so
+	// processes last seen there are kept, stale, instead of exiting.
+	UnreadGPUs []string
 }
 
 // SourceResult is the outcome of one source on one scan.
@@ -95,14 +99,14 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 	}
 
 	if obs.Sources[SourceDocker].OK {
-		cs, t := reconcileContainers(prev.Containers, obs.Containers, obs.ProcessesObserved, now)
+		cs, t := reconcileContainers(prev.Containers, obs, now)
 		next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
 	} else {
 		next.Containers = append(next.Containers, markStale(prev.Containers)...)
 	}
 
 	if obs.ProcessesObserved {
-		hp, pending, t := reconcileProcesses(prev, obs.Processes, now)
+		hp, pending, t := reconcileProcesses(prev, obs, now)
 		next.HostProcesses = append(next.HostProcesses, hp...)
 		next.PendingProcesses = append(next.PendingProcesses, pending...)
 		ts = append(ts, t...)
@@ -143,7 +147,9 @@ func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inv
 	return ts
 }
 
-func reconcileContainers(prev, seen []Container, gpuObserved bool, now time.Time) ([]Container, []Transition) {
+func reconcileContainers(prev []Container, obs Observation, now time.Time) ([]Container, []Transition) {
+	seen := obs.Containers
+	unread := setOf(obs.UnreadGPUs)
 	old := make(map[string]*Container, len(prev))
 	for i := range prev {
 		old[prev[i].ID] = &prev[i]
@@ -159,9 +165,15 @@ func reconcileContainers(prev, seen []Container, gpuObserved bool, now time.Time
 		c.Stale = false
 		c.LastSeen = now
 		p, ok := old[c.ID]
-		if ok && !gpuObserved {
+		if ok && !obs.ProcessesObserved {
 			// No GPU source answered: the last known use stands.
 			c.GPUProcesses = p.GPUProcesses
+		} else if ok && len(unread) > 0 {
+			for _, gp := range p.GPUProcesses {
+				if unread[gp.GPU] {
+					c.GPUProcesses = append(c.GPUProcesses, gp)
+				}
+			}
 		}
 		c.GPUAccess = AccessState(&c)
 		if !ok {
@@ -199,7 +211,8 @@ func reconcileContainers(prev, seen []Container, gpuObserved bool, now time.Time
 	return out, ts
 }
 
-func reconcileProcesses(prev *Inventory, seen []HostProcess, now time.Time) (hp, pending []HostProcess, ts []Transition) {
+func reconcileProcesses(prev *Inventory, obs Observation, now time.Time) (hp, pending []HostProcess, ts []Transition) {
+	seen := obs.Processes
 	known := make(map[ProcessKey]*HostProcess, len(prev.HostProcesses))
 	for i := range prev.HostProcesses {
 		known[prev.HostProcesses[i].Key()] = &prev.HostProcesses[i]
@@ -230,15 +243,44 @@ func reconcileProcesses(prev *Inventory, seen []HostProcess, now time.Time) (hp,
 			pending = append(pending, p)
 		}
 	}
+	unread := setOf(obs.UnreadGPUs)
 	for i := range prev.HostProcesses {
-		if !present[prev.HostProcesses[i].Key()] {
-			gone := prev.HostProcesses[i]
-			ts = append(ts, Transition{Type: EventHostProcessExited, Process: &gone})
+		if present[prev.HostProcesses[i].Key()] {
+			continue
+		}
+		gone := prev.HostProcesses[i]
+		if onAny(gone.GPUs, unread) {
+			gone.Stale = true
+			hp = append(hp, gone)
+			continue
+		}
+		ts = append(ts, Transition{Type: EventHostProcessExited, Process: &gone})
+	}
+	for _, p := range prev.PendingProcesses {
+		if !present[p.Key()] && onAny(p.GPUs, unread) {
+			pending = append(pending, p)
 		}
 	}
 	sortProcs(hp)
 	sortProcs(pending)
 	return hp, pending, ts
+}
+
+func setOf(ss []string) map[string]bool {
+	m := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		m[s] = true
+	}
+	return m
+}
+
+func onAny(gpus []string, set map[string]bool) bool {
+	for _, g := range gpus {
+		if set[g] {
+			return true
+		}
+	}
+	return false
 }
 
 func markStale(cs []Container) []Container {

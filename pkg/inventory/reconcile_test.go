@@ -692,3 +692,32 @@ func TestReconcileUndeclaredGPUUse(t *testing.T) {
 		t.Errorf("declared and used: gpu_access = %q, want %q", got, AccessInUse)
 	}
 }
+
+// TestReconcileUnreadGPU: a GPU whose processes could not be listed (lost,
+// or a failing call) proves no process left it: its host processes stay,
+// stale, with no exited event, and containers keep their use there.
+func TestReconcileUnreadGPU(t *testing.T) {
+	onOne := process(100, 1) // GPU "1"
+	other := process(200, 2)
+	other.GPUs = []string{"0"}
+	ctr := container(9, "running", TypeRawDocker)
+	ctr.GPUProcesses = []GPUProcess{{PID: 300, GPU: "1"}, {PID: 301, GPU: "0"}}
+	inv, _ := Reconcile(nil, allOK([]Container{ctr}, []HostProcess{onOne, other}), scanAt(0))
+	inv, _ = Reconcile(inv, allOK([]Container{ctr}, []HostProcess{onOne, other}), scanAt(1))
+
+	bare := ctr
+	bare.GPUProcesses = nil
+	obs := allOK([]Container{bare}, nil)
+	obs.UnreadGPUs = []string{"1"}
+	next, ts := Reconcile(inv, obs, scanAt(2))
+	exited := byType(ts, EventHostProcessExited)
+	if len(exited) != 1 || exited[0].Process.PID != 200 {
+		t.Fatalf("exited %+v, want only pid 200 (its GPU was read)", exited)
+	}
+	if len(next.HostProcesses) != 1 || next.HostProcesses[0].PID != 100 || !next.HostProcesses[0].Stale {
+		t.Errorf("host processes %+v, want pid 100 kept stale", next.HostProcesses)
+	}
+	if got := next.Containers[0].GPUProcesses; len(got) != 1 || got[0].PID != 300 {
+		t.Errorf("container GPU processes %+v, want only the one on the unread GPU kept", got)
+	}
+}
