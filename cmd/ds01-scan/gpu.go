@@ -92,7 +92,13 @@ func observeGPUs(ctx context.Context, cfg Config, log *slog.Logger, prev *invent
 	for i := range obs.Containers {
 		byID[obs.Containers[i].ID] = i
 	}
-	for _, use := range detect.MergeGPUUse(samples, holders) {
+	// Minor numbers are fixed until reboot: the last inventory's mapping
+	// serves while NVML is down.
+	known := obs.GPUs
+	if !obs.Sources[inventory.SourceNVML].OK && prev != nil {
+		known = prev.GPUs
+	}
+	for _, use := range detect.MergeGPUUse(samples, holders, detect.GPUIDsByMinor(known)) {
 		info, err := procfs.Process(use.PID)
 		if err != nil {
 			if !errors.Is(err, detect.ErrVanished) {

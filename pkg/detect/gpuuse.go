@@ -3,6 +3,7 @@ package detect
 import (
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
@@ -48,9 +49,11 @@ func (u *GPUUse) TotalMemory() *uint64 {
 // MergeGPUUse joins NVML's samples and the /proc device holders by PID. A
 // process both list keeps NVML's memory figures; a process only the device
 // scan saw is of kind "device" with no memory figure. A holder of a device
-// that names no GPU ("" from nvidiactl or nvidia-caps) adds no GPU but still
-// counts as a GPU process. The result is sorted by PID.
-func MergeGPUUse(samples []GPUSample, holders map[int][]string) []*GPUUse {
+// that names no GPU ("" from nvidia-caps) adds no GPU but still counts as a
+// GPU process. Holders name devices by /dev/nvidiaN minor number; byMinor
+// turns those into GPU IDs where NVML said which is which (else the minor
+// number stands in). The result is sorted by PID.
+func MergeGPUUse(samples []GPUSample, holders map[int][]string, byMinor map[string]string) []*GPUUse {
 	byPID := map[int]*GPUUse{}
 	get := func(pid int) *GPUUse {
 		u := byPID[pid]
@@ -83,6 +86,9 @@ func MergeGPUUse(samples []GPUSample, holders map[int][]string) []*GPUUse {
 		_, listed := byPID[pid]
 		u := get(pid)
 		for _, d := range devs {
+			if id, ok := byMinor[d]; ok {
+				d = id
+			}
 			if _, ok := u.Memory[d]; !ok && d != "" && !listed {
 				u.Memory[d] = nil
 			}
@@ -106,4 +112,15 @@ func addKind(kinds []string, k string) []string {
 	kinds = append(kinds, k)
 	sort.Strings(kinds)
 	return kinds
+}
+
+// GPUIDsByMinor maps each GPU's /dev/nvidiaN minor number to its ID.
+func GPUIDsByMinor(gpus []inventory.GPUDevice) map[string]string {
+	m := map[string]string{}
+	for _, g := range gpus {
+		if g.MinorNumber != nil && g.Parent == "" {
+			m[strconv.Itoa(*g.MinorNumber)] = g.ID
+		}
+	}
+	return m
 }

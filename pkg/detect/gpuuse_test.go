@@ -9,6 +9,7 @@ import (
 
 func u64(n uint64) *uint64 { return &n }
 func u32(n uint32) *uint32 { return &n }
+func ptrInt(n int) *int    { return &n }
 
 func TestMergeGPUUse(t *testing.T) {
 	samples := []GPUSample{
@@ -25,7 +26,8 @@ func TestMergeGPUUse(t *testing.T) {
 		13: {""},      // nvidiactl only: some GPU, unknown which
 		-1: {"0"},     // junk
 	}
-	got := MergeGPUUse(samples, holders)
+	byMinor := GPUIDsByMinor([]inventory.GPUDevice{{ID: "3", MinorNumber: ptrInt(1)}, {ID: "3:1", Parent: "3"}})
+	got := MergeGPUUse(samples, holders, byMinor)
 	type row struct {
 		pid    int
 		gpus   []string
@@ -40,7 +42,7 @@ func TestMergeGPUUse(t *testing.T) {
 	want := []row{
 		{10, []string{"0", "1:2"}, []string{"compute", "graphics"}, u64(5 << 30), u32(70)},
 		{11, []string{"2"}, []string{"mps"}, nil, nil},
-		{12, []string{"1"}, []string{"device"}, nil, nil},
+		{12, []string{"3"}, []string{"device"}, nil, nil},
 		{13, []string{}, []string{"device"}, nil, nil},
 	}
 	if !reflect.DeepEqual(rows, want) {

@@ -229,6 +229,18 @@ func (n *NVML) readGPU(index int, lastSample map[string]uint64, nowMicros uint64
 	}
 	r.dev.LastSampleTimestamp = lastSample[r.dev.UUID]
 
+	// The minor number ties /dev/nvidiaN, which the /proc scan sees, to
+	// this device.
+	switch minor, ret := h.GetMinorNumber(); ret {
+	case nvml.SUCCESS:
+		r.dev.MinorNumber = &minor
+	case nvml.ERROR_NOT_SUPPORTED:
+	default:
+		if r.fail("read minor number", ret) {
+			return []inventory.GPUDevice{r.done()}, nil
+		}
+	}
+
 	switch mode, ret := h.GetPersistenceMode(); ret {
 	case nvml.SUCCESS:
 		on := mode == nvml.FEATURE_ENABLED

@@ -98,8 +98,9 @@ func TestObserveDevices(t *testing.T) {
 				}
 				d := mockDevice(s, 5)
 				on := true
+				minor := d.Minor
 				want := inventory.GPUDevice{
-					ID: "5", Index: 5, UUID: d.UUID, Name: "Mock NVIDIA A100-SXM4-40GB",
+					ID: "5", Index: 5, UUID: d.UUID, Name: "Mock NVIDIA A100-SXM4-40GB", MinorNumber: &minor,
 					MemoryTotalBytes: nvmlU64(40 * nvmlGiB), MemoryUsedBytes: nvmlU64(0), PersistenceMode: &on,
 				}
 				if got := findNVMLGPU(t, obs, "5"); !reflect.DeepEqual(got, want) {

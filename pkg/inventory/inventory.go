@@ -71,6 +71,9 @@ type GPUDevice struct {
 	Index int    `json:"index"`
 	UUID  string `json:"uuid"`
 	Name  string `json:"name"`
+	// MinorNumber is N of the GPU's /dev/nvidiaN, which need not equal
+	// its index; nil for MIG instances.
+	MinorNumber *int `json:"minor_number,omitempty"`
 	// Parent is the ID of the GPU a MIG instance belongs to.
 	Parent string `json:"parent,omitempty"`
 	// GPUInstanceID and ComputeInstanceID identify a MIG instance.
