@@ -10,7 +10,7 @@ STATICCHECK_VERSION := v0.8.2
 ENGINE_DIR ?= $(CURDIR)/.engine
 RUN_DIR    := $(CURDIR)/.run
 
-.PHONY: all build test unit integration lint run demo clean
+.PHONY: all build test unit integration lint run demo clean gpu-test
 
 all: build
 
@@ -38,6 +38,11 @@ unit:
 
 integration: build
 	bash hack/test.sh integration
+
+# The real-GPU test as one binary (cgo, x86-64) to carry to a GPU machine:
+#   ./detect-gpu.test -test.run TestObserveRealGPU -test.v
+gpu-test:
+	CGO_ENABLED=1 $(GO) test -tags gpu -c -o bin/detect-gpu.test ./pkg/detect
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
