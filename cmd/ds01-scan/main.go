@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			&cli.StringFlag{Name: "events-file", Value: "/var/log/ds01/events.jsonl", Usage: "append events to `FILE`"},
 			&cli.StringFlag{Name: "lock-file", Usage: "lock `FILE` that keeps scans one at a time (default /run/ds01/scan.lock, or DIR/.scan.lock with --state-dir)"},
 			&cli.StringFlag{Name: "docker-host", EnvVars: []string{"DOCKER_HOST"}, Usage: "Docker engine `ADDRESS` (default unix:///var/run/docker.sock)"},
+			&cli.StringFlag{Name: "textfile-dir", Usage: "also write Prometheus metrics to `DIR`/ds01.prom (node_exporter's textfile collector directory)"},
 			&cli.DurationFlag{Name: "timeout", Value: 20 * time.Second, Usage: "budget for the whole scan"},
 			&cli.StringFlag{Name: "proc-root", Value: "/proc", Usage: "procfs mount point", Hidden: true},
 			&cli.StringFlag{Name: "cgroup-root", Value: "/sys/fs/cgroup", Usage: "cgroup filesystem mount point", Hidden: true},
@@ -67,15 +68,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
 			}
 			cfg := Config{
-				StatePath:  filepath.Join(c.String("state-dir"), "workload-inventory.json"),
-				EventsPath: c.String("events-file"),
-				LockPath:   lockPath(c.String("lock-file"), c.String("state-dir")),
-				DockerHost: c.String("docker-host"),
-				Timeout:    c.Duration("timeout"),
-				ProcRoot:   c.String("proc-root"),
-				CgroupRoot: c.String("cgroup-root"),
-				DryRun:     c.Bool("dry-run"),
-				Version:    version,
+				StatePath:   filepath.Join(c.String("state-dir"), "workload-inventory.json"),
+				EventsPath:  c.String("events-file"),
+				LockPath:    lockPath(c.String("lock-file"), c.String("state-dir")),
+				DockerHost:  c.String("docker-host"),
+				TextfileDir: c.String("textfile-dir"),
+				Timeout:     c.Duration("timeout"),
+				ProcRoot:    c.String("proc-root"),
+				CgroupRoot:  c.String("cgroup-root"),
+				DryRun:      c.Bool("dry-run"),
+				Version:     version,
 			}
 			if cfg.Timeout <= 0 {
 				return usageError{errors.New("--timeout must be positive")}

@@ -31,11 +31,13 @@ type Config struct {
 	EventsPath string
 	LockPath   string
 	DockerHost string
-	Timeout    time.Duration
-	ProcRoot   string
-	CgroupRoot string
-	DryRun     bool
-	Version    string
+	// TextfileDir, when set, gets Prometheus metrics after every scan.
+	TextfileDir string
+	Timeout     time.Duration
+	ProcRoot    string
+	CgroupRoot  string
+	DryRun      bool
+	Version     string
 }
 
 // Scan runs one scan: lock, load the previous inventory, observe, attribute
@@ -90,6 +92,13 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	}
 	if err := inventory.Save(cfg.StatePath, next); err != nil {
 		return fmt.Errorf("save inventory: %w", err)
+	}
+	if cfg.TextfileDir != "" {
+		// Metrics are a view of the inventory just saved: failing to write
+		// them is worth a warning, not a failed scan.
+		if err := writeTextfile(cfg.TextfileDir, next); err != nil {
+			log.Warn("prometheus textfile not written", "err", err)
+		}
 	}
 	log.Info("scan complete", "scan_id", next.Scan.ID, "containers", len(next.Containers),
 		"host_processes", len(next.HostProcesses), "events", len(transitions),
