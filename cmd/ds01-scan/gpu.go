@@ -58,6 +58,13 @@ func observeGPUs(ctx context.Context, cfg Config, log *slog.Logger, prev *invent
 	if err != nil {
 		log.Info("nvml source unavailable", "source", inventory.SourceNVML, "err", err)
 		obs.Sources[inventory.SourceNVML] = inventory.SourceResult{Error: err.Error()}
+		// What NVML last saw stands, stale, until it answers again: the
+		// /proc scan alone cannot tell that those processes left.
+		if prev != nil {
+			for _, g := range prev.GPUs {
+				obs.UnreadGPUs = append(obs.UnreadGPUs, g.ID)
+			}
+		}
 	} else {
 		obs.Sources[inventory.SourceNVML] = inventory.SourceResult{OK: true}
 		obs.GPUs, samples = nv.GPUs, nv.Samples
