@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// staleAfter is three periods of ds01-scan.timer: one slow scan is normal,
+// three missed ones mean the timer or the scanner is not running.
+const staleAfter = 90 * time.Second
+
+// show reads the inventory and prints what opts ask for: the data on stdout,
+// warnings about its freshness on stderr so that pipes stay clean.
+func show(con console, opts options) error {
+	inv, err := loadInventory(opts.path)
+	if err != nil {
+		return err
+	}
+	now := con.now()
+	out := bufio.NewWriter(con.stdout)
+	if err := render(out, inv, opts, con.style(), now); err != nil {
+		return err
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	writeWarnings(con.stderr, inv, now)
+	return nil
+}
+
+// loadInventory loads the inventory at path, turning each way it can fail
+// into one line that says what to do.
+func loadInventory(path string) (*inventory.Inventory, error) {
+	inv, err := inventory.Load(path)
+	var corrupt *inventory.CorruptError
+	switch {
+	case err == nil:
+		return inv, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("no inventory at %s: ds01-scan has not written one. Is its timer running? "+
+			"(systemctl status ds01-scan.timer; --inventory or $DS01_INVENTORY reads another file)", path)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("cannot read the inventory %s: permission denied; ds01-scan writes it mode 0644 "+
+			"in a directory everyone can enter: check with ls -ld %s %s", path, filepath.Dir(path), path)
+	case errors.As(err, &corrupt):
+		return nil, fmt.Errorf("%w; the next ds01-scan run moves it aside and writes a new one", err)
+	}
+	return nil, err
+}
+
+// render prints the workloads opts select from inv in the output opts ask
+// for.
+func render(w *bufio.Writer, inv *inventory.Inventory, opts options, st style, now time.Time) error {
+	gpus := newGPUIndex(inv.GPUs)
+	rows, hidden := opts.filter.apply(newRows(inv, gpus, now), gpus)
+	switch {
+	case opts.json:
+		return writeJSON(w, inv, rows, st.pretty)
+	case opts.quiet:
+		for _, r := range rows {
+			w.WriteString(r.ID())
+			w.WriteByte('\n')
+		}
+		return nil
+	case opts.format != nil:
+		return opts.format.write(w, rows)
+	}
+	cols := defaultColumns
+	if opts.wide {
+		cols = wideColumns
+	}
+	groups := []group{{rows: rows}}
+	if opts.byUser {
+		// The heading names the user: the column would only repeat it.
+		cols = slices.DeleteFunc(slices.Clone(cols), func(c column) bool { return c.field == userColumn.field })
+		groups = byUser(rows)
+	}
+	writeTable(w, groups, cols, st)
+	writeFooter(w, inv, rows, hidden, now)
+	return nil
+}
+
+// jsonDocument is the --json output: a contract other tools rely on, its
+// fields documented in --info and the README.
+type jsonDocument struct {
+	SchemaVersion int                   `json:"schema_version"`
+	LastScan      *time.Time            `json:"last_scan"`
+	Sources       map[string]jsonSource `json:"sources"`
+	Workloads     []inventory.Workload  `json:"workloads"`
+}
+
+// jsonSource is how a source fared at the last scan. Unlike the
+// inventory's own form, every field is always present.
+type jsonSource struct {
+	OK          bool       `json:"ok"`
+	Error       *string    `json:"error"`
+	LastSuccess *time.Time `json:"last_success"`
+}
+
+// writeJSON prints the rows as one JSON document, indented when pretty.
+// Strings are exactly as in the inventory: JSON escaping keeps them harmless
+// on a terminal, and jq needs them whole.
+func writeJSON(w io.Writer, inv *inventory.Inventory, rows []row, pretty bool) error {
+	doc := jsonDocument{
+		SchemaVersion: inv.SchemaVersion,
+		Sources:       make(map[string]jsonSource, len(inv.Sources)),
+		Workloads:     make([]inventory.Workload, len(rows)),
+	}
+	if !inv.Scan.Time.IsZero() {
+		t := inv.Scan.Time.UTC()
+		doc.LastScan = &t
+	}
+	for name, s := range inv.Sources {
+		js := jsonSource{OK: s.OK}
+		if s.Error != "" {
+			js.Error = &s.Error
+		}
+		if s.LastSuccess != nil {
+			t := s.LastSuccess.UTC()
+			js.LastSuccess = &t
+		}
+		doc.Sources[name] = js
+	}
+	for i, r := range rows {
+		doc.Workloads[i] = *r.w
+		if doc.Workloads[i].DetectedLabels == nil {
+			doc.Workloads[i].DetectedLabels = map[string]string{}
+		}
+	}
+	enc := json.NewEncoder(w)
+	if pretty {
+		enc.SetIndent("", "  ")
+	}
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(doc); err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	return nil
+}
+
+// lastScan says when the last scan ran: "20s ago (2026-01-30T14:30:00Z)".
+func lastScan(inv *inventory.Inventory, now time.Time) string {
+	if inv.Scan.Time.IsZero() {
+		return "never"
+	}
+	return age(now.Sub(inv.Scan.Time)) + " ago (" + inv.Scan.Time.UTC().Format(time.RFC3339) + ")"
+}
+
+// writeWarnings says when the data is stale: the last scan is old, or a
+// source was down at it.
+func writeWarnings(w io.Writer, inv *inventory.Inventory, now time.Time) {
+	if now.Sub(inv.Scan.Time) > staleAfter {
+		fmt.Fprintf(w, "ds01-workloads: warning: the data is stale: the last scan ran %s. "+
+			"Is ds01-scan.timer running? (systemctl status ds01-scan.timer)\n", lastScan(inv, now))
+	}
+	for _, name := range slices.Sorted(maps.Keys(inv.Sources)) {
+		s := inv.Sources[name]
+		if s.OK {
+			continue
+		}
+		since := "it has never answered"
+		if s.LastSuccess != nil {
+			since = "its data is from its last answer, " + age(now.Sub(*s.LastSuccess)) + " ago (" +
+				s.LastSuccess.UTC().Format(time.RFC3339) + ")"
+		}
+		reason := ""
+		if s.Error != "" {
+			reason = " (" + inventory.SafeText(s.Error) + ")"
+		}
+		fmt.Fprintf(w, "ds01-workloads: warning: source %s was down at the last scan%s; %s\n",
+			inventory.SafeText(name), reason, since)
+	}
+}
