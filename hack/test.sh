@@ -42,17 +42,25 @@ need_packages() {
 	command -v dockerd >/dev/null || missing+=(docker.io)
 	command -v docker-compose >/dev/null || missing+=(docker-compose)
 	dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+	command -v strace >/dev/null || missing+=(strace)
 	if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		echo "installing ${missing[*]}"
+		echo "installing ${missing[*]}" >&2
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 		missing=()
 		command -v dockerd >/dev/null || missing+=(docker.io)
 		command -v docker-compose >/dev/null || missing+=(docker-compose)
 		dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+		command -v strace >/dev/null || missing+=(strace)
 	fi
 	echo "${missing[*]}"
 }
+
+# Install what the suites need first: the unit tests use strace too.
+missing=""
+if [ "$(id -u)" = 0 ]; then
+	missing=$(need_packages)
+fi
 
 if [ "$mode" = all ]; then
 	echo "== go vet"
@@ -66,7 +74,6 @@ if [ "$(id -u)" != 0 ]; then
 	cannot_run "integration: needs root to start a private dockerd and create test users"
 	exit 0
 fi
-missing=$(need_packages)
 if [ -n "$missing" ]; then
 	cannot_run "integration: missing packages: $missing"
 	exit 0
