@@ -10,7 +10,7 @@ STATICCHECK_VERSION := v0.8.2
 ENGINE_DIR ?= $(CURDIR)/.engine
 RUN_DIR    := $(CURDIR)/.run
 
-.PHONY: all build test unit integration lint run demo clean gpu-test
+.PHONY: all build test unit integration lint run demo clean gpu-test bench
 
 all: build
 
@@ -48,6 +48,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# What a scan costs as a server fills up (100, 300, 1,000 containers), next
+# to docker ps and docker inspect; then the Go micro-benchmarks. Not part of
+# make test (which smoke-tests the harness at a tiny N).
+bench: build
+	bash hack/bench.sh $(BENCH_SIZES)
 
 # One scan of this machine into ./.run, then show it.
 run: build

@@ -152,3 +152,18 @@ func TestSessionUID(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkContainerFromCgroup is the per-process cost of placing a GPU
+// process: parse its /proc/<pid>/cgroup and find its container.
+func BenchmarkContainerFromCgroup(b *testing.B) {
+	data := []byte("12:pids:/system.slice/docker-" + strings.Repeat("ab", 32) + ".scope\n" +
+		"11:memory:/system.slice/docker-" + strings.Repeat("ab", 32) + ".scope\n" +
+		"10:cpu,cpuacct:/system.slice/docker-" + strings.Repeat("ab", 32) + ".scope\n" +
+		"1:name=systemd:/system.slice/docker-" + strings.Repeat("ab", 32) + ".scope\n" +
+		"0::/system.slice/docker-" + strings.Repeat("ab", 32) + ".scope\n")
+	for b.Loop() {
+		if id, _ := ContainerFromCgroup(ParseCgroupFile(data)); id == "" {
+			b.Fatal("no container")
+		}
+	}
+}

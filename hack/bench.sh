@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# make bench: what a scan costs as a server fills up, side by side with the
+# Docker engine's own floors, on a private engine.
+#
+#   hack/bench.sh [N ...]        default: 100 300 1000 containers
+#   RUNS=5 hack/bench.sh 100     runs per timing (median reported)
+#   BENCH_GO=0                   skip the Go micro-benchmarks
+#
+# For each N: N containers of mixed origins (10 % running, 20 % exited, the
+# rest created), then
+#   - a cold scan (no state) and steady scans (nothing changed): wall, CPU
+#     (user+sys), peak RSS, and Docker API calls counted by a proxy;
+#   - `docker ps -a -q` (the floor for one list call) and
+#     `docker ps -aq | xargs docker inspect` (the floor for inspecting all);
+#   - ds01-workloads in each mode on the resulting inventory.
+# One table at the end, with the ratios steady/ps and cold/inspect-all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "make bench: needs root (it starts a private dockerd)" >&2; exit 1; }
+
+if [ "${BENCH_INSIDE:-}" != 1 ]; then
+	make --no-print-directory build >/dev/null
+	go build -o bin/apicount ./hack/apicount
+	dir=$(mktemp -d /tmp/ds01-bench.XXXXXX)
+	trap 'rm -rf "$dir"' EXIT
+	BENCH_INSIDE=1 BENCH_DIR=$dir bash hack/with-engine.sh "$dir/engine" -- bash "$0" "$@"
+	status=$?
+	if [ "${BENCH_GO:-1}" = 1 ]; then
+		echo
+		echo "== Go benchmarks"
+		go test -run '^$' -bench 'BenchmarkReconcile|BenchmarkContainerFromCgroup' -benchmem ./pkg/inventory ./pkg/detect | grep -E '^Benchmark'
+		go test -run '^$' -bench 'BenchmarkDeviceHolders' -benchtime 10x ./pkg/detect | grep -E '^Benchmark'
+		go test -run '^$' -bench 'BenchmarkRender' -benchtime 5x ./cmd/ds01-workloads | grep -E '^Benchmark'
+	fi
+	exit $status
+fi
+
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(100 300 1000)
+runs=${RUNS:-5}
+img=$DS01_TEST_IMAGE
+engine_sock=${DOCKER_HOST#unix://}
+proxy=$BENCH_DIR/proxy.sock
+./bin/apicount -listen "$proxy" -engine "$engine_sock" 2>"$BENCH_DIR/apicount.log" &
+proxy_pid=$!
+trap 'kill $proxy_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -S "$proxy" ] && break; sleep 0.1; done
+calls() { curl -s --unix-socket "$proxy" http://x/_count; }
+
+# median of the numbers on stdin
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# measure CMD...: prints "wall_s cpu_s maxrss_kib"; wall from the clock in
+# ns (time(1) rounds it to 10 ms), CPU and RSS from time(1).
+measure() {
+	local t0 t1
+	t0=$(date +%s%N)
+	/usr/bin/time -f '%U %S %M' -o "$BENCH_DIR/time" "$@" >/dev/null 2>&1
+	t1=$(date +%s%N)
+	awk -v w=$((t1 - t0)) '{printf "%.4f %.3f %s\n", w/1e9, $1+$2, $3}' "$BENCH_DIR/time"
+}
+ms() { awk -v s="$1" 'BEGIN {printf "%.1f", s*1000}'; }
+
+have=0
+make_containers() {
+	local want=$1 i kind
+	for ((i = have; i < want; i++)); do
+		case $((i % 4)) in
+		0) kind=(--label ds01.managed=true --label ds01.user=bench) ;;
+		1) kind=(--label com.docker.compose.project=bench --label com.docker.compose.project.working_dir=/tmp) ;;
+		2) kind=(--label devcontainer.local_folder=/tmp/ws) ;;
+		*) kind=() ;;
+		esac
+		if ((i % 10 == 0)); then
+			docker run -d --init "${kind[@]}" "$img" sleep 3600 >/dev/null
+		elif ((i % 10 <= 2)); then
+			docker run -d "${kind[@]}" "$img" true >/dev/null
+		else
+			docker create "${kind[@]}" "$img" >/dev/null
+		fi
+	done
+	have=$want
+}
+
+rows=()
+for n in "${sizes[@]}"; do
+	make_containers "$n"
+	state=$BENCH_DIR/state-$n
+	scan=(./bin/ds01-scan --state-dir "$state" --events-file "$state/events.jsonl" --docker-host "unix://$proxy")
+
+	c0=$(calls)
+	read -r cold_wall cold_cpu cold_rss < <(measure "${scan[@]}")
+	cold_calls=$(($(calls) - c0))
+
+	: >"$BENCH_DIR/steady"
+	for _ in $(seq "$runs"); do
+		c0=$(calls)
+		measure "${scan[@]}" >>"$BENCH_DIR/steady"
+		steady_calls=$(($(calls) - c0))
+	done
+	steady_wall=$(awk '{print $1}' "$BENCH_DIR/steady" | median)
+	steady_cpu=$(awk '{print $2}' "$BENCH_DIR/steady" | median)
+	steady_rss=$(awk '{print $3}' "$BENCH_DIR/steady" | sort -g | tail -1)
+
+	ps_wall=$(for _ in $(seq "$runs"); do measure docker ps -a -q | awk '{print $1}'; done | median)
+	inspect_wall=$(for _ in $(seq "$runs"); do
+		measure sh -c 'docker ps -aq | xargs docker inspect' | awk '{print $1}'
+	done | median)
+
+	inv=$state/workload-inventory.json
+	wl=""
+	for mode in "" --wide --by-user --json; do
+		t=$(for _ in $(seq "$runs"); do measure ./bin/ds01-workloads --inventory "$inv" --all $mode | awk '{print $1}'; done | median)
+		wl+="$(ms "$t")/"
+	done
+	wl_rss=$(measure ./bin/ds01-workloads --inventory "$inv" --all --wide | awk '{print $3}')
+
+	rows+=("$(printf '%6s %9s %9s %9s %9s %8s %6s/%-3s %8s %10s %8s %8s %-15s %7s' \
+		"$n" "$(ms "$cold_wall")" "$(ms "$cold_cpu")" "$(ms "$steady_wall")" "$(ms "$steady_cpu")" \
+		"$((steady_rss / 1024))" "$cold_calls" "$steady_calls" "$(ms "$ps_wall")" "$(ms "$inspect_wall")" \
+		"$(awk -v a="$steady_wall" -v b="$ps_wall" 'BEGIN {printf "%.2f", a/b}')" \
+		"$(awk -v a="$cold_wall" -v b="$inspect_wall" 'BEGIN {printf "%.2f", a/b}')" \
+		"${wl%/}" "$((wl_rss / 1024))")")
+	echo "measured N=$n" >&2
+done
+
+echo
+echo "Times in ms (median of $runs), RSS in MiB; API calls cold/steady; ds01-workloads: table/wide/by-user/json"
+printf '%6s %9s %9s %9s %9s %8s %10s %8s %10s %8s %8s %-15s %7s\n' \
+	N cold cold-cpu steady steady-cpu scan-rss api-calls "ps -aq" inspect-all steady/ps cold/insp workloads wl-rss
+printf '%s\n' "${rows[@]}"
+docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true
