@@ -94,4 +94,17 @@ status=0
 bash hack/with-engine.sh "$DS01_TEST_ENGINE_DIR" -- \
 	go test -tags integration -count=1 -timeout 20m -v ./test/integration || status=$?
 rm -rf "$engine_dir" 2>/dev/null || true
+
+echo "== benchmark harness smoke test (make bench at N=5)"
+if ! out=$(BENCH_GO=0 RUNS=1 bash hack/bench.sh 5 2>&1); then
+	echo "$out"
+	echo "FAIL: make bench harness" >&2
+	status=1
+elif ! grep -qE '^ +5 ' <<<"$out"; then
+	echo "$out"
+	echo "FAIL: make bench printed no row for N=5" >&2
+	status=1
+else
+	tail -n 3 <<<"$out"
+fi
 exit $status
