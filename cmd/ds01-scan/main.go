@@ -34,7 +34,26 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	code := exitOK
-	app := &cli.App{
+	err := newApp(stdout, stderr).Run(args)
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "ds01-scan: %v\nRun 'ds01-scan --help' for usage.\n", ue.err)
+		code = exitUsage
+	case errors.Is(err, errBusy):
+		fmt.Fprintln(stderr, "ds01-scan: another scan holds the lock; this run skipped")
+	default:
+		fmt.Fprintf(stderr, "ds01-scan: %v\n", err)
+		code = exitFailed
+	}
+	return code
+}
+
+// newApp is the command line: its flags, help and action. The man page and
+// shell completions are generated from it (docgen.go, -tags docgen).
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
 		Name:      "ds01-scan",
 		Usage:     "observe every GPU workload on this machine and record it in the ds01 inventory",
 		UsageText: "ds01-scan [--state-dir DIR] [--events-file FILE] [--dry-run] [--verbose]",
@@ -96,20 +115,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return Scan(ctx, cfg, log, stdout)
 		},
 	}
-	err := app.Run(args)
-	var ue usageError
-	switch {
-	case err == nil:
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "ds01-scan: %v\nRun 'ds01-scan --help' for usage.\n", ue.err)
-		code = exitUsage
-	case errors.Is(err, errBusy):
-		fmt.Fprintln(stderr, "ds01-scan: another scan holds the lock; this run skipped")
-	default:
-		fmt.Fprintf(stderr, "ds01-scan: %v\n", err)
-		code = exitFailed
-	}
-	return code
 }
 
 // lockPath picks the lock file: the lock guards one inventory, so a private

@@ -73,9 +73,11 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	next.Scan.DurationMS = time.Since(start).Milliseconds()
 
 	if cfg.DryRun {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(next); err != nil {
+		data, err := json.MarshalIndent(next, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode inventory: %w", err)
+		}
+		if _, err := stdout.Write(append(inventory.EscapeJSON(data), '\n')); err != nil {
 			return fmt.Errorf("write inventory to stdout: %w", err)
 		}
 		return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,7 +138,8 @@ func writeJSON(w io.Writer, inv *inventory.Inventory, rows []row, pretty bool) e
 			doc.Workloads[i].DetectedLabels = map[string]string{}
 		}
 	}
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	if pretty {
 		enc.SetIndent("", "  ")
 	}
@@ -145,7 +147,10 @@ func writeJSON(w io.Writer, inv *inventory.Inventory, rows []row, pretty bool) e
 	if err := enc.Encode(doc); err != nil {
 		return fmt.Errorf("encode JSON: %w", err)
 	}
-	return nil
+	// encoding/json leaves C1 controls and bidi overrides raw; a terminal
+	// would act on them.
+	_, err := w.Write(inventory.EscapeJSON(buf.Bytes()))
+	return err
 }
 
 // lastScan says when the last scan ran: "20s ago (2026-01-30T14:30:00Z)".

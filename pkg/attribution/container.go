@@ -226,15 +226,22 @@ func realUID(status []byte) (int, bool) {
 	return 0, false
 }
 
+// detectedLabelKeys are the ds01.detected.* labels ds01 defines.
+var detectedLabelKeys = []string{
+	detect.LabelDetected, detect.LabelDetectedUser, detect.LabelDetected + ".time",
+	detect.LabelDetected + ".origin", detect.LabelDetected + ".user_source",
+}
+
 // DetectedLabels returns the ds01.detected.* labels for a container: the
 // container's own when it already carries them (they are honoured, not
 // recomputed), otherwise the ones this scan derived.
 func DetectedLabels(own map[string]string, c *inventory.Container, now time.Time) map[string]string {
 	if own[detect.LabelDetected] == "true" {
+		// Only the labels ds01 defines, each capped like every kept label:
+		// a container may carry any number of others under this prefix.
 		out := map[string]string{}
-		for k, v := range own {
-			// Capped like every kept label: a value over the cap is dropped.
-			if (k == detect.LabelDetected || strings.HasPrefix(k, detect.LabelDetected+".")) && len(v) <= detect.MaxLabelValue {
+		for _, k := range detectedLabelKeys {
+			if v, ok := own[k]; ok && len(v) <= detect.MaxLabelValue {
 				out[k] = v
 			}
 		}

@@ -300,33 +300,39 @@ func factsOf(r *container.InspectResponse) ContainerFacts {
 	return f
 }
 
+// maxKeptLabelBytes bounds the labels kept per container, keys and values
+// together: a container can carry thousands of labels, and the inventory must
+// stay loadable on a server with thousands of containers.
+const maxKeptLabelBytes = 4096
+
+// keptLabelKeys are the labels kept, in priority order: the ones ds01 reads.
+// Other labels (other ds01.* ones included) are free text that may hold
+// anything, secrets too, and are not stored.
+var keptLabelKeys = []string{
+	"ds01.managed", "ds01.user", LabelDetected, LabelDetectedUser,
+	"ds01.gpu.uuid", "ds01.gpu.uuids", "ds01.gpu.slots", "ds01.gpu.allocated",
+	"aime.mlc.USER",
+	"com.docker.compose.project", "com.docker.compose.service", "com.docker.compose.project.working_dir",
+	"devcontainer.local_folder", "devcontainer.config_file",
+}
+
 // keptLabels returns the labels classification and attribution read, each
-// value under MaxLabelValue. The others are not stored: they may be large
-// and say nothing to ds01.
+// value under MaxLabelValue and all within maxKeptLabelBytes.
 func keptLabels(all map[string]string) map[string]string {
 	var out map[string]string
-	for k, v := range all {
-		if !keptLabel(k) || len(v) > MaxLabelValue {
+	budget := maxKeptLabelBytes
+	for _, k := range keptLabelKeys {
+		v, ok := all[k]
+		if !ok || len(v) > MaxLabelValue || len(k)+len(v) > budget {
 			continue
 		}
 		if out == nil {
 			out = map[string]string{}
 		}
 		out[k] = v
+		budget -= len(k) + len(v)
 	}
 	return out
-}
-
-func keptLabel(k string) bool {
-	switch {
-	case strings.HasPrefix(k, "ds01."),
-		k == "aime.mlc.USER",
-		k == "com.docker.compose.project", k == "com.docker.compose.service",
-		k == "com.docker.compose.project.working_dir",
-		k == "devcontainer.local_folder", k == "devcontainer.config_file":
-		return true
-	}
-	return false
 }
 
 func capString(s string, n int) string {

@@ -279,7 +279,9 @@ func validDevice(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		// Device names are ASCII in practice; anything unprintable (controls,
+		// bidi overrides) is junk or an attack on whoever displays it.
+		if !unicode.IsPrint(r) {
 			return false
 		}
 	}

@@ -45,3 +45,29 @@ func SafeText(s string) string {
 func isBidiControl(r rune) bool {
 	return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f
 }
+
+// EscapeJSON rewrites, inside encoded JSON, the characters encoding/json
+// leaves raw but a terminal may act on: C1 controls (U+0080–U+009F, where
+// U+009B starts an escape sequence) and bidirectional overrides. Each becomes
+// its \uXXXX escape, so the decoded strings are unchanged. Use it on JSON
+// that may reach a terminal.
+func EscapeJSON(b []byte) []byte {
+	var out []byte
+	last := 0
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r >= 0x80 && (unicode.IsControl(r) || isBidiControl(r)) {
+			if out == nil {
+				out = make([]byte, 0, len(b)+16)
+			}
+			out = append(out, b[last:i]...)
+			out = fmt.Appendf(out, `\u%04x`, r)
+			last = i + n
+		}
+		i += n
+	}
+	if out == nil {
+		return b
+	}
+	return append(out, b[last:]...)
+}

@@ -1,8 +1,10 @@
 package inventory
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -41,5 +43,26 @@ func TestSafeText(t *testing.T) {
 				t.Errorf("SafeText(%q) = %q still holds a control character at %d", tc.in, got, i)
 			}
 		})
+	}
+}
+
+func TestEscapeJSON(t *testing.T) {
+	in := map[string]string{"name": "a\u009b31m\u202eevil\u2066x ünïcödé \x1b"}
+	data, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := EscapeJSON(data)
+	for _, r := range string(out) {
+		if r >= 0x80 && (unicode.IsControl(r) || isBidiControl(r)) {
+			t.Fatalf("raw %U left in %s", r, out)
+		}
+	}
+	var back map[string]string
+	if err := json.Unmarshal(out, &back); err != nil || back["name"] != in["name"] {
+		t.Errorf("decoded %q (%v), want the same string back", back["name"], err)
+	}
+	if plain := []byte(`{"a":"b"}`); &EscapeJSON(plain)[0] != &plain[0] {
+		t.Errorf("clean input copied")
 	}
 }

@@ -189,6 +189,9 @@ func Save(path string, inv *Inventory) error {
 	if err != nil {
 		return fmt.Errorf("encode inventory: %w", err)
 	}
+	if len(data) > MaxFileSize {
+		return fmt.Errorf("save inventory: %d bytes, over the %d-byte limit Load enforces", len(data), MaxFileSize)
+	}
 	data = append(data, '\n')
 	dir, base := filepath.Split(path)
 	if dir == "" {
