@@ -10,7 +10,7 @@ STATICCHECK_VERSION := v0.8.2
 ENGINE_DIR ?= $(CURDIR)/.engine
 RUN_DIR    := $(CURDIR)/.run
 
-.PHONY: all build test unit integration lint run demo clean gpu-test bench
+.PHONY: all build test unit integration lint run demo clean gpu-test bench fuzz
 
 all: build
 
@@ -49,6 +49,20 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
+# Each fuzz target for FUZZTIME (CI runs them briefly; their seeds also run
+# in every go test). A crasher lands in testdata/fuzz and fails every later
+# run, so one retry absorbs only a fuzzing worker lost to a loaded machine.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := inventory:FuzzParse inventory:FuzzEncodeEvent inventory:FuzzSafeText \
+	detect:FuzzParseCgroupFile detect:FuzzContainerFromCgroup detect:FuzzParseStatus \
+	detect:FuzzParseCmdline detect:FuzzParseStat detect:FuzzDeclaredGPU
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=./pkg/$${t%%:*} f=$${t#*:}; \
+		run() { $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; }; \
+		run || { echo "retrying $$f once"; run; } || exit 1; \
+	done
+
 # What a scan costs as a server fills up (100, 300, 1,000 containers), next
 # to docker ps and docker inspect; then the Go micro-benchmarks. Not part of
 # make test (which smoke-tests the harness at a tiny N).
@@ -69,3 +83,49 @@ demo: build
 clean:
 	-bash hack/engine.sh stop $(ENGINE_DIR) 2>/dev/null
 	rm -rf bin $(RUN_DIR) $(ENGINE_DIR)
+
+# --- Installation. README.md, "Install".
+#
+#   sudo make install                  binaries, units, tmpfiles, logrotate, man
+#                                      pages, completions; enables the timer when
+#                                      systemd runs and DESTDIR is empty
+#   sudo make uninstall                removes exactly that; state and logs stay
+#   make install DESTDIR=/tmp/x PREFIX=/usr     for packagers
+#   make deb                           bin/ds01_<version>_<arch>.deb (nfpm)
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+NFPM_VERSION := v2.45.2
+NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+INSTALL_ENV = PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' SYSCONFDIR='$(SYSCONFDIR)' BUILD=bin
+
+# Man pages and completions are generated from each command's cli.App by a
+# build of it with -tags docgen (cmd/*/docgen.go).
+DOCGEN = CGO_ENABLED=1 $(GO) run -tags docgen -ldflags '-X main.version=$(VERSION)'
+
+man:
+	@mkdir -p bin/man
+	$(DOCGEN) ./cmd/ds01-scan man >bin/man/ds01-scan.8
+	$(DOCGEN) ./cmd/ds01-workloads man >bin/man/ds01-workloads.1
+	gzip -9nf bin/man/ds01-scan.8 bin/man/ds01-workloads.1
+
+completion:
+	@mkdir -p bin/completion/bash bin/completion/zsh
+	$(DOCGEN) ./cmd/ds01-scan bash >bin/completion/bash/ds01-scan
+	$(DOCGEN) ./cmd/ds01-workloads bash >bin/completion/bash/ds01-workloads
+	$(DOCGEN) ./cmd/ds01-scan zsh >bin/completion/zsh/_ds01-scan
+	$(DOCGEN) ./cmd/ds01-workloads zsh >bin/completion/zsh/_ds01-workloads
+
+install: build man completion
+	$(INSTALL_ENV) bash deploy/install.sh install
+
+uninstall:
+	$(INSTALL_ENV) bash deploy/install.sh uninstall
+
+deb: build man completion
+	BUILD=bin VERSION='$(VERSION)' NFPM='$(NFPM)' GOARCH=$$($(GO) env GOARCH) bash deploy/deb.sh
+
+# The package installed in a real systemd (a Debian container on a private
+# Docker engine): the timer fires, the hardened unit scans. Needs root.
+systemd-e2e: deb
+	bash hack/systemd-e2e.sh "$$(ls -t bin/ds01_*.deb | head -n 1)"
