@@ -92,6 +92,7 @@ clean:
 #   sudo make uninstall                removes exactly that; state and logs stay
 #   make install DESTDIR=/tmp/x PREFIX=/usr     for packagers
 #   make deb                           bin/ds01_<version>_<arch>.deb (nfpm)
+.PHONY: man completion install uninstall deb systemd-e2e
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 SYSCONFDIR ?= /etc

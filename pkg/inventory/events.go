@@ -48,13 +48,17 @@ func FormatTimestamp(t time.Time) string {
 type EventLog struct {
 	f    *os.File
 	path string
+	// torn is true when the file does not end in a newline: a writer was
+	// killed mid-line. The next event starts on a fresh line, so the torn
+	// one cannot swallow it.
+	torn bool
 }
 
 // OpenEventLog opens path for appending, creating it (mode 0644) if absent.
 // It refuses a symbolic link or anything but a regular file: the directory
 // may be writable by a group the scanner does not trust.
 func OpenEventLog(path string) (*EventLog, error) {
-	const flags = os.O_WRONLY | os.O_APPEND | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	const flags = os.O_RDWR | os.O_APPEND | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 	f, err := os.OpenFile(path, flags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// A new log is 0644 whatever the umask: other ds01 tools read it. An
@@ -86,7 +90,33 @@ func OpenEventLog(path string) (*EventLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("open event log %s: not a regular file", path)
 	}
-	return &EventLog{f: f, path: path}, nil
+	return &EventLog{f: f, path: path, torn: endsTorn(f, st.Size())}, nil
+}
+
+// endsTorn reports whether the log's last line lacks its newline. Another
+// writer's append may be in flight (its bytes not all visible yet), so a
+// missing newline counts only once the size has held still for a moment.
+func endsTorn(f *os.File, size int64) bool {
+	last := make([]byte, 1)
+	for range 5 {
+		if size == 0 {
+			return false
+		}
+		if _, err := f.ReadAt(last, size-1); err != nil || last[0] == '\n' {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+		st, err := f.Stat()
+		if err != nil {
+			return false
+		}
+		if st.Size() == size {
+			_, err := f.ReadAt(last, size-1)
+			return err == nil && last[0] != '\n'
+		}
+		size = st.Size()
+	}
+	return false
 }
 
 // Append writes e as one line with one write. Details too large for
@@ -96,9 +126,13 @@ func (l *EventLog) Append(e Event) error {
 	if err != nil {
 		return err
 	}
+	if l.torn {
+		line = append([]byte{'\n'}, line...)
+	}
 	if _, err := l.f.Write(line); err != nil {
 		return fmt.Errorf("append to event log %s: %w", l.path, err)
 	}
+	l.torn = false
 	return nil
 }
 

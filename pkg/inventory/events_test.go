@@ -703,3 +703,32 @@ func sortedJSON(t *testing.T, m map[string]any) string {
 	}
 	return b.String()
 }
+
+// TestEventLogAfterTornLine: a writer killed mid-line leaves a line without
+// its newline; the next event must start on a line of its own.
+func TestEventLogAfterTornLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.WriteFile(path, []byte("{\"whole\":1}\n{\"torn\":"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenEventLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := l.Append(Event{Timestamp: FormatTimestamp(t0), EventType: EventSourceRecovered, Source: EventSource, SchemaVersion: EventSchemaVersion}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != 4 || lines[1] != `{"torn":` {
+		t.Fatalf("log lines %q, want the torn line alone, then two events", lines)
+	}
+	for _, l := range lines[2:] {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("event line %q is not whole JSON", l)
+		}
+	}
+}
