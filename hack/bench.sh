@@ -128,4 +128,15 @@ echo "Times in ms (median of $runs), RSS in MiB; API calls cold/steady; ds01-wor
 printf '%6s %9s %9s %9s %9s %8s %10s %8s %10s %8s %8s %-15s %7s\n' \
 	N cold cold-cpu steady steady-cpu scan-rss api-calls "ps -aq" inspect-all steady/ps cold/insp workloads wl-rss
 printf '%s\n' "${rows[@]}"
+
+# Where a steady scan's time goes, at the largest N: 20 scans' CPU profiles
+# merged (one scan is too short for the 100 Hz sampler).
+profiles=()
+for i in $(seq 20); do
+	"${scan[@]}" --cpuprofile "$BENCH_DIR/cpu.$i" >/dev/null 2>&1
+	profiles+=("$BENCH_DIR/cpu.$i")
+done
+echo
+echo "== CPU profile of 20 steady scans at N=$n (top entries, cumulative)"
+go tool pprof -top -cum -nodecount 25 bin/ds01-scan "${profiles[@]}" 2>/dev/null | sed -n '4,35p'
 docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true

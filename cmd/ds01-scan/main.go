@@ -76,6 +76,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "timeout", Value: 20 * time.Second, Usage: "budget for the whole scan"},
 			&cli.StringFlag{Name: "proc-root", Value: "/proc", Usage: "procfs mount point", Hidden: true},
 			&cli.StringFlag{Name: "cgroup-root", Value: "/sys/fs/cgroup", Usage: "cgroup filesystem mount point", Hidden: true},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the scan to `FILE`", Hidden: true},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the would-be inventory as JSON on stdout and write nothing"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log debug detail"},
 		},
@@ -112,6 +113,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			if path := c.String("cpuprofile"); path != "" {
+				stopProfile, err := startCPUProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			return Scan(ctx, cfg, log, stdout)
 		},
 	}
