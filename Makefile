@@ -10,7 +10,7 @@ STATICCHECK_VERSION := v0.8.2
 ENGINE_DIR ?= $(CURDIR)/.engine
 RUN_DIR    := $(CURDIR)/.run
 
-.PHONY: all build test unit integration lint run demo clean gpu-test bench fuzz
+.PHONY: all build test unit integration lint run demo clean gpu-test bench fuzz soak
 
 all: build
 
@@ -48,6 +48,20 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# The long fault runs (churn soak, kill -9) on a private engine, figures in
+# one table at the end. make test runs their short versions.
+SOAK_DURATION ?= 5m
+SOAK_CONTAINERS ?= 200
+KILL_COUNT ?= 500
+soak: build
+	CGO_ENABLED=1 $(GO) build -tags nvmlmock -o bin/ds01-scan-nvmlmock ./cmd/ds01-scan
+	@rm -f .run/soak-report.txt; mkdir -p .run
+	d=$$(mktemp -d /tmp/ds01-soak.XXXXXX); \
+	DS01_TEST_BIN=$(CURDIR)/bin DS01_TEST_ENGINE_DIR=$$d/engine DS01_SOAK_DURATION=$(SOAK_DURATION) \
+	DS01_SOAK_CONTAINERS=$(SOAK_CONTAINERS) DS01_KILL_COUNT=$(KILL_COUNT) DS01_SOAK_REPORT=$(CURDIR)/.run/soak-report.txt \
+	bash hack/with-engine.sh $$d/engine -- $(GO) test -tags integration -count=1 -timeout 60m -run 'TestSoak|TestKill' ./test/integration; \
+	status=$$?; rm -rf $$d; echo; echo "== soak figures"; cat .run/soak-report.txt; exit $$status
 
 # Each fuzz target for FUZZTIME (CI runs them briefly; their seeds also run
 # in every go test). A crasher lands in testdata/fuzz and fails every later

@@ -1,0 +1,220 @@
+//go:build integration
+
+package integration
+
+// The runner of the nvmlmock ds01-scan for TestSoakChurn and
+// TestKillAnywhere: plain, under strace held at every write, flush and
+// rename, or killed by strace on entering a chosen call.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// churnScanner runs the nvmlmock ds01-scan on private directories: the state
+// directory holds nothing but what the scanner writes there.
+type churnScanner struct {
+	bin, dir, state, events, mock string
+}
+
+func newChurnScanner(t *testing.T) *churnScanner {
+	t.Helper()
+	bin := filepath.Join(env.bin, "ds01-scan-nvmlmock")
+	_, err := os.Stat(bin)
+	mustHave(t, err == nil, "bin/ds01-scan-nvmlmock not built (make test builds it)")
+	s := &churnScanner{bin: bin, dir: t.TempDir()}
+	s.state = filepath.Join(s.dir, "workload-inventory.json")
+	s.events = filepath.Join(t.TempDir(), "events.jsonl")
+	s.mock = filepath.Join(t.TempDir(), "nvml.json")
+	return s
+}
+
+// churnRun is one run of the scanner.
+type churnRun struct {
+	start, end time.Time
+	// killed: the SIGKILL found the scanner still running.
+	killed bool
+	// err is a failure other than the kill: a non-zero exit, a timeout.
+	err error
+	out string
+	// events are the lines the run appended to the log; problems the ones
+	// that were not whole events.
+	events   []churnEvent
+	problems []churnProblem
+	// inv is the inventory on disk after the run; loadErr why there is none.
+	inv     *inventory.Inventory
+	loadErr error
+}
+
+// churnStretched lists the calls strace holds the scanner at in a stretched
+// run: every write to a file or socket, every flush, rename, unlink and
+// truncation. On a fast disk the steps of a save are microseconds apart and
+// a timed kill almost never lands between them; held churnStretch at each,
+// they are as likely a place to die as any other.
+const (
+	churnStretched = "write,pwrite64,writev,fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat,ftruncate"
+	churnStretch   = "20ms"
+)
+
+// churnStraceWorks returns strace's path when it is installed and may trace
+// here.
+func churnStraceWorks() (string, bool) {
+	path, err := exec.LookPath("strace")
+	if err != nil {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = exec.CommandContext(ctx, path, "-f", "-qq", "-o", "/dev/null", "-e", "inject=write:delay_enter=1ms", "true").Run()
+	return path, err == nil
+}
+
+// churnPlan says how to run the scanner and how it is to die.
+type churnPlan struct {
+	// kill, when >= 0, is how long after the start the scanner gets SIGKILL.
+	kill time.Duration
+	// strace, when set, runs the scanner under strace with straceArgs; a
+	// timed SIGKILL then goes to the scanner, not strace.
+	strace     string
+	straceArgs []string
+}
+
+// churnClean is a run left to finish.
+var churnClean = churnPlan{kill: -1}
+
+// churnStretchedPlan is a run held at every call of churnStretched and
+// killed after kill.
+func churnStretchedPlan(strace string, kill time.Duration) churnPlan {
+	return churnPlan{kill: kill, strace: strace, straceArgs: []string{"--seccomp-bpf", "-e", "trace=" + churnStretched,
+		"-e", "inject=" + churnStretched + ":delay_enter=" + churnStretch}}
+}
+
+// churnAtCall is a run that strace kills on entering the when-th call (per
+// thread) of calls that touches one of paths: before that call takes effect.
+// (Without --seccomp-bpf: with it, strace 6.1 does not inject into calls
+// filtered by -P.)
+func churnAtCall(strace, calls string, when int, paths ...string) churnPlan {
+	args := []string{"-e", "trace=" + calls, "-e", fmt.Sprintf("inject=%s:signal=KILL:when=%d", calls, when)}
+	for _, p := range paths {
+		args = append(args, "-P", p)
+	}
+	return churnPlan{kill: -1, strace: strace, straceArgs: args}
+}
+
+// run runs one scan as plan says and reads what it appended to log.
+func (s *churnScanner) run(plan churnPlan, log *churnLog) churnRun {
+	ctx, cancel := context.WithTimeout(context.Background(), churnScanTimeout)
+	defer cancel()
+	name, args := s.bin, []string{"--state-dir", s.dir, "--events-file", s.events, "--docker-host", env.dockerHost}
+	if plan.strace != "" {
+		wrap := append([]string{"-f", "-qq", "-o", "/dev/null"}, plan.straceArgs...)
+		name, args = plan.strace, append(append(wrap, "--", s.bin), args...)
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "DS01_NVML_MOCK="+s.mock)
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	var r churnRun
+	r.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		r.err, r.end = err, time.Now()
+		return r
+	}
+	if plan.kill >= 0 {
+		target := cmd.Process
+		if plan.strace != "" {
+			var err error
+			if target, err = churnTracee(cmd.Process.Pid, s.bin); err != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+				r.err, r.end = err, time.Now()
+				return r
+			}
+			defer target.Release()
+		}
+		time.Sleep(plan.kill)
+		// A scanner that has exited ignores this: the handle is a pidfd,
+		// so a reused PID is never hit.
+		_ = target.Signal(syscall.SIGKILL)
+	}
+	err := cmd.Wait()
+	r.end = time.Now()
+	r.out = out.String()
+	var ws syscall.WaitStatus
+	if cmd.ProcessState != nil {
+		ws, _ = cmd.ProcessState.Sys().(syscall.WaitStatus)
+	}
+	switch {
+	case ctx.Err() != nil:
+		r.err = fmt.Errorf("scan ran past %v and was killed", churnScanTimeout)
+	case (plan.kill >= 0 || plan.strace != "") && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		// strace dies of the signal that killed the scanner.
+		r.killed = true
+	case err != nil:
+		r.err = fmt.Errorf("ds01-scan: %v", err)
+	}
+	var rerr error
+	if r.events, r.problems, rerr = log.next(); rerr != nil {
+		r.problems = append(r.problems, churnProblem{text: "read event log: " + rerr.Error()})
+	}
+	r.inv, r.loadErr = inventory.Load(s.state)
+	return r
+}
+
+// churnTracee returns the process in which strace (pid) runs bin, once it
+// runs there. strace forks short-lived children of its own at startup to
+// probe the kernel, so the child is known by its executable.
+func churnTracee(pid int, bin string) (*os.Process, error) {
+	want, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return nil, err
+	}
+	path := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("strace's children: %w", err)
+		}
+		for _, f := range strings.Fields(string(data)) {
+			child, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q", path, data)
+			}
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", child)); err == nil && exe == want {
+				return os.FindProcess(child)
+			}
+		}
+	}
+	return nil, fmt.Errorf("strace did not start %s within 10s", bin)
+}
+
+// tempFiles lists the state directory's leftovers of an interrupted save, and
+// anything there that should not be.
+func (s *churnScanner) tempFiles() (temps, strays []string, err error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case name == "workload-inventory.json" || name == ".scan.lock":
+		case strings.HasPrefix(name, ".workload-inventory.json.tmp-") && e.Type().IsRegular():
+			temps = append(temps, name)
+		default:
+			strays = append(strays, name)
+		}
+	}
+	return temps, strays, nil
+}
