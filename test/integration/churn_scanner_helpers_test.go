@@ -162,6 +162,10 @@ func (s *churnScanner) run(plan churnPlan, log *churnLog) churnRun {
 	case (plan.kill >= 0 || plan.strace != "") && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		// strace dies of the signal that killed the scanner.
 		r.killed = true
+	case err != nil && plan.strace != "" && strings.Contains(r.out, "strace: ptrace("):
+		// strace itself lost hold of the scanner (PTRACE_LISTEN EIO under
+		// load): a tracer failure, not the scanner's. The inventory and log
+		// checks below still judge what the scanner left.
 	case err != nil:
 		r.err = fmt.Errorf("ds01-scan: %v", err)
 	}
