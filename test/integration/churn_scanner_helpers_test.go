@@ -162,10 +162,18 @@ func (s *churnScanner) run(plan churnPlan, log *churnLog) churnRun {
 	case (plan.kill >= 0 || plan.strace != "") && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		// strace dies of the signal that killed the scanner.
 		r.killed = true
-	case err != nil && plan.strace != "" && strings.Contains(r.out, "strace: ptrace("):
-		// strace itself lost hold of the scanner (PTRACE_LISTEN EIO under
-		// load): a tracer failure, not the scanner's. The inventory and log
-		// checks below still judge what the scanner left.
+	case err != nil && plan.strace != "" && churnStraceTrouble(r.out):
+		// strace itself lost hold of the scanner (PTRACE_LISTEN EIO when a
+		// SIGKILL races the scanner's exit, under load) and exited 1: a
+		// tracer failure, not the scanner's. Its fate is read from what it
+		// said; the inventory and log checks still judge what it left.
+		switch {
+		case strings.Contains(r.out, `msg="scan complete"`):
+		case plan.kill >= 0:
+			r.killed = true
+		default:
+			r.err = fmt.Errorf("strace: %v", err)
+		}
 	case err != nil:
 		r.err = fmt.Errorf("ds01-scan: %v", err)
 	}
@@ -175,6 +183,21 @@ func (s *churnScanner) run(plan churnPlan, log *churnLog) churnRun {
 	}
 	r.inv, r.loadErr = inventory.Load(s.state)
 	return r
+}
+
+// churnStraceTrouble reports whether strace complained about itself and the
+// scanner reported no failure of its own.
+func churnStraceTrouble(out string) bool {
+	trouble := false
+	for line := range strings.Lines(out) {
+		switch {
+		case strings.HasPrefix(line, "ds01-scan: "):
+			return false
+		case strings.Contains(line, "strace: "):
+			trouble = true
+		}
+	}
+	return trouble
 }
 
 // churnTracee returns the process in which strace (pid) runs bin, once it
