@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,66 +89,31 @@ func render(w *bufio.Writer, inv *inventory.Inventory, opts options, st style, n
 	return nil
 }
 
-// jsonDocument is the --json output: a contract other tools rely on, its
-// fields documented in --info and the README.
-type jsonDocument struct {
-	SchemaVersion int                   `json:"schema_version"`
-	LastScan      *time.Time            `json:"last_scan"`
-	Sources       map[string]jsonSource `json:"sources"`
-	Workloads     []inventory.Workload  `json:"workloads"`
-}
-
-// jsonSource is how a source fared at the last scan. Unlike the
-// inventory's own form, every field is always present.
-type jsonSource struct {
-	OK          bool       `json:"ok"`
-	Error       *string    `json:"error"`
-	LastSuccess *time.Time `json:"last_success"`
-}
-
 // writeJSON prints the rows as one JSON document, indented when pretty.
 // Strings are exactly as in the inventory: JSON escaping keeps them harmless
-// on a terminal, and jq needs them whole.
+// on a terminal, and jq needs them whole. The document goes to w a workload
+// at a time; a value JSON cannot hold fails it before anything is written.
 func writeJSON(w io.Writer, inv *inventory.Inventory, rows []row, pretty bool) error {
-	doc := jsonDocument{
-		SchemaVersion: inv.SchemaVersion,
-		Sources:       make(map[string]jsonSource, len(inv.Sources)),
-		Workloads:     make([]inventory.Workload, len(rows)),
-	}
-	if !inv.Scan.Time.IsZero() {
-		t := inv.Scan.Time.UTC()
-		doc.LastScan = &t
-	}
-	for name, s := range inv.Sources {
-		js := jsonSource{OK: s.OK}
-		if s.Error != "" {
-			js.Error = &s.Error
-		}
-		if s.LastSuccess != nil {
-			t := s.LastSuccess.UTC()
-			js.LastSuccess = &t
-		}
-		doc.Sources[name] = js
-	}
-	for i, r := range rows {
-		doc.Workloads[i] = *r.w
-		if doc.Workloads[i].DetectedLabels == nil {
-			doc.Workloads[i].DetectedLabels = map[string]string{}
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	if pretty {
-		enc.SetIndent("", "  ")
-	}
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
+	sources := slices.Sorted(maps.Keys(inv.Sources))
+	if err := checkJSON(inv, sources, rows); err != nil {
 		return fmt.Errorf("encode JSON: %w", err)
 	}
-	// encoding/json leaves C1 controls and bidi overrides raw; a terminal
-	// would act on them.
-	_, err := w.Write(inventory.EscapeJSON(buf.Bytes()))
-	return err
+	j := jsonWriter{buf: make([]byte, 0, 4096), pretty: pretty}
+	j.open('{')
+	j.header(inv, sources)
+	j.field("workloads")
+	j.open('[')
+	for _, r := range rows {
+		j.next()
+		j.workload(r.w)
+		if err := j.flush(w); err != nil {
+			return err
+		}
+	}
+	j.close(']')
+	j.close('}')
+	j.buf = append(j.buf, '\n')
+	return j.flush(w)
 }
 
 // lastScan says when the last scan ran: "20s ago (2026-01-30T14:30:00Z)".

@@ -12,6 +12,9 @@ import (
 // escapes such as \x1b, so a container name or command line can neither
 // move the cursor nor forge a table row. It is the one place ds01 does this.
 func SafeText(s string) string {
+	if printableASCII(s) {
+		return s
+	}
 	clean := true
 	for _, r := range s {
 		if r == utf8.RuneError || unicode.IsControl(r) || isBidiControl(r) {
@@ -40,31 +43,56 @@ func SafeText(s string) string {
 	return b.String()
 }
 
+// printableASCII reports whether s is only bytes 0x20 to 0x7e, as most
+// names, IDs and paths are: text SafeText returns as it is, known without
+// decoding a rune.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // isBidiControl reports the Unicode bidirectional overrides and isolates,
 // which can make text display in another order than it is stored.
 func isBidiControl(r rune) bool {
 	return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f
 }
 
-// EscapeJSON rewrites, inside encoded JSON, the characters encoding/json
-// leaves raw but a terminal may act on: C1 controls (U+0080–U+009F, where
-// U+009B starts an escape sequence) and bidirectional overrides. Each becomes
-// its \uXXXX escape, so the decoded strings are unchanged. Use it on JSON
-// that may reach a terminal.
+// JSONUnsafe reports the characters encoding/json writes raw but a terminal
+// may act on: C1 controls (U+0080–U+009F, where U+009B starts an escape
+// sequence) and bidirectional controls. JSON that may reach a terminal
+// carries them as \uXXXX escapes.
+func JSONUnsafe(r rune) bool {
+	return r >= 0x80 && r <= 0x9f || isBidiControl(r)
+}
+
+// EscapeJSON rewrites, inside encoded JSON, the characters JSONUnsafe
+// reports. Each becomes its \uXXXX escape, so the decoded strings are
+// unchanged. Use it on JSON that may reach a terminal. Clean input is
+// returned as it is, not copied.
 func EscapeJSON(b []byte) []byte {
 	var out []byte
 	last := 0
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r >= 0x80 && (unicode.IsControl(r) || isBidiControl(r)) {
-			if out == nil {
-				out = make([]byte, 0, len(b)+16)
-			}
-			out = append(out, b[last:i]...)
-			out = fmt.Appendf(out, `\u%04x`, r)
-			last = i + n
+	for i := 0; i < len(b); i++ {
+		// In UTF-8 every such character starts with one of these two bytes,
+		// and neither byte continues another character: everything else is
+		// passed over without decoding.
+		if b[i] != 0xc2 && b[i] != 0xe2 {
+			continue
 		}
-		i += n
+		r, n := utf8.DecodeRune(b[i:])
+		if !JSONUnsafe(r) {
+			continue
+		}
+		if out == nil {
+			out = make([]byte, 0, len(b)+16)
+		}
+		out = append(out, b[last:i]...)
+		out = fmt.Appendf(out, `\u%04x`, r)
+		last = i + n
 	}
 	if out == nil {
 		return b

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode"
@@ -29,6 +30,9 @@ func TestSafeText(t *testing.T) {
 		{"bidi override", "evil\u202egnp.exe", `evil\u202egnp.exe`},
 		{"bidi isolate", "x\u2066y\u2069", `x\u2066y\u2069`},
 		{"line separator is not a control", "a\u2028b", "a\u2028b"},
+		{"every printable ASCII byte", printableASCIIBytes(), printableASCIIBytes()},
+		{"DEL after printable ASCII", "abc~\x7f", `abc~\x7f`},
+		{"unit separator", "a\x1fb", `a\x1fb`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,4 +69,90 @@ func TestEscapeJSON(t *testing.T) {
 	if plain := []byte(`{"a":"b"}`); &EscapeJSON(plain)[0] != &plain[0] {
 		t.Errorf("clean input copied")
 	}
+}
+
+func printableASCIIBytes() string {
+	var b strings.Builder
+	for c := byte(0x20); c <= 0x7e; c++ {
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// TestSafeTextPlainNotCopied: printable ASCII, most of what SafeText sees,
+// comes back as it is, with no allocation.
+func TestSafeTextPlainNotCopied(t *testing.T) {
+	s := "alice-train_1.0 python train.py --lr 3e-4"
+	if allocs := testing.AllocsPerRun(100, func() { _ = SafeText(s) }); allocs != 0 {
+		t.Errorf("SafeText allocates %v times on printable ASCII", allocs)
+	}
+}
+
+// TestJSONUnsafe: exactly the C1 controls and the bidirectional controls.
+func TestJSONUnsafe(t *testing.T) {
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		want := r >= 0x80 && unicode.IsControl(r) || isBidiControl(r)
+		if got := JSONUnsafe(r); got != want {
+			t.Fatalf("JSONUnsafe(%U) = %v, want %v", r, got, want)
+		}
+	}
+}
+
+// TestEscapeJSONCases: the edges of what EscapeJSON escapes, and bytes
+// that are not UTF-8 around them.
+func TestEscapeJSONCases(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"a":"b"}`, `{"a":"b"}`},
+		{"", ""},
+		{"\u0080\u009b\u009f", `\u0080\u009b\u009f`},
+		{"\u007f\u00a0\u00c2\u00e2", "\u007f\u00a0\u00c2\u00e2"},
+		{"\u200d\u200e\u200f\u2010", "\u200d" + `\u200e\u200f` + "\u2010"},
+		{"\u2029\u202a\u202e\u202f", "\u2029" + `\u202a\u202e` + "\u202f"},
+		{"\u2065\u2066\u2069\u206a", "\u2065" + `\u2066\u2069` + "\u206a"},
+		{"\u2028 is left to encoding/json", "\u2028 is left to encoding/json"},
+		{"truncated \xc2", "truncated \xc2"},
+		{"truncated \xe2\x80", "truncated \xe2\x80"},
+		{"\xe2\xc2\x9b", "\xe2" + `\u009b`},
+		{"\xc2\xc2\x85", "\xc2" + `\u0085`},
+		{"\xff\xe2\x80\xae!", "\xff" + `\u202e` + "!"},
+	}
+	for _, tc := range tests {
+		if got := EscapeJSON([]byte(tc.in)); string(got) != tc.want {
+			t.Errorf("EscapeJSON(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if ref := escapeJSONByRune([]byte(tc.in)); string(ref) != tc.want {
+			t.Errorf("escapeJSONByRune(%q) = %q, want %q", tc.in, ref, tc.want)
+		}
+	}
+}
+
+// escapeJSONByRune is what EscapeJSON does, decoding every rune.
+func escapeJSONByRune(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r >= 0x80 && (unicode.IsControl(r) || isBidiControl(r)) {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	return out
+}
+
+// FuzzEscapeJSON: EscapeJSON, which decodes only where an escape may be
+// due, does what decoding every rune does, on any bytes.
+func FuzzEscapeJSON(f *testing.F) {
+	for _, s := range []string{
+		"", `{"name":"plain"}`, "\u009b31m", "\u202eevil\u2066", "\xe2\xc2\x9b", "\xc2", "\xe2\x80",
+		"\xe2\x81\xa6", "\u00a0\u2028", "ünïcödé \x1b", "\xff\xfe",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := EscapeJSON(b), escapeJSONByRune(b); string(got) != string(want) {
+			t.Fatalf("EscapeJSON(%q) = %q, want %q", b, got, want)
+		}
+	})
 }
