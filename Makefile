@@ -67,12 +67,14 @@ soak: build
 # in every go test). A crasher lands in testdata/fuzz and fails every later
 # run, so one retry absorbs only a fuzzing worker lost to a loaded machine.
 FUZZTIME ?= 5s
-FUZZ_TARGETS := inventory:FuzzParse inventory:FuzzEncodeEvent inventory:FuzzSafeText \
-	detect:FuzzParseCgroupFile detect:FuzzContainerFromCgroup detect:FuzzParseStatus \
-	detect:FuzzParseCmdline detect:FuzzParseStat detect:FuzzDeclaredGPU
+FUZZ_TARGETS := pkg/inventory:FuzzParse pkg/inventory:FuzzDecodeMatchesEncodingJSON \
+	pkg/inventory:FuzzEncodeEvent pkg/inventory:FuzzSafeText pkg/inventory:FuzzEscapeJSON \
+	pkg/detect:FuzzParseCgroupFile pkg/detect:FuzzContainerFromCgroup pkg/detect:FuzzParseStatus \
+	pkg/detect:FuzzParseCmdline pkg/detect:FuzzParseStat pkg/detect:FuzzDeclaredGPU \
+	cmd/ds01-workloads:FuzzWriteJSON
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
-		pkg=./pkg/$${t%%:*} f=$${t#*:}; \
+		pkg=./$${t%%:*} f=$${t#*:}; \
 		run() { $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; }; \
 		run || { echo "retrying $$f once"; run; } || exit 1; \
 	done

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -82,6 +84,32 @@ func BenchmarkRender(b *testing.B) {
 			for b.Loop() {
 				if code := run(args, con); code != exitOK {
 					b.Fatalf("exit %d", code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCommand is what a user waits for: the built binary, started
+// afresh for each run, on a 10,000-workload inventory, its output going to
+// /dev/null. Unlike BenchmarkRender it pays for a new process's memory
+// and cold caches.
+func BenchmarkCommand(b *testing.B) {
+	bin := binary(b)
+	path := bigInventory(b, 10000)
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			args := append([]string{"--inventory", path, "--all"}, m.args...)
+			for b.Loop() {
+				cmd := exec.Command(bin, args...)
+				cmd.Stdout, cmd.Stderr = devNull, devNull
+				if err := cmd.Run(); err != nil {
+					b.Fatalf("%v: %v", args, err)
 				}
 			}
 		})

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // binary builds ds01-workloads as the Makefile does (CGO_ENABLED=0), once,
 // into a directory every user can read so that it can run as nobody.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if binDir, buildErr = os.MkdirTemp("", "ds01-workloads-test"); buildErr != nil {

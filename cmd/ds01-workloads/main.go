@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -40,6 +41,7 @@ type console struct {
 }
 
 func main() {
+	tuneGC()
 	os.Exit(run(os.Args, console{
 		stdin:          os.Stdin,
 		stdout:         os.Stdout,
@@ -50,6 +52,22 @@ func main() {
 		stdoutTerminal: isTerminal(os.Stdout),
 		width:          terminalWidth(os.Stdout),
 	}))
+}
+
+// gcMemoryLimit is the heap size at which the garbage collector starts
+// collecting: several times what an inventory at the file size cap needs.
+const gcMemoryLimit = 512 << 20
+
+// tuneGC leaves garbage uncollected up to gcMemoryLimit, unless GOGC or
+// GOMEMLIMIT say otherwise. The command lives for a fraction of a second and
+// what it allocates stays live until it prints, so collecting is work for
+// nothing: on a 10,000-workload inventory it was a quarter of the run.
+func tuneGC() {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(gcMemoryLimit)
 }
 
 // run runs the command line args and returns the exit code. Errors are one

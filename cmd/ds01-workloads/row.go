@@ -23,16 +23,13 @@ type row struct {
 // newRows makes the rows of an inventory, newest first as docker ps lists
 // them; a workload whose start is unknown comes last.
 func newRows(inv *inventory.Inventory, gpus gpuIndex, now time.Time) []row {
-	containers := make(map[string]*inventory.Container, len(inv.Containers))
-	for i := range inv.Containers {
-		containers[inv.Containers[i].ID] = &inv.Containers[i]
-	}
 	ws := inv.Workloads()
 	rows := make([]row, len(ws))
 	for i := range ws {
 		rows[i] = row{w: &ws[i], now: now}
-		if c, ok := containers[ws[i].ID]; ok && !isProcess(ws[i].Type) {
-			rows[i].outside = outsideDeclared(c, gpus)
+		// Workloads lists the containers first, in their order.
+		if i < len(inv.Containers) {
+			rows[i].outside = outsideDeclared(&inv.Containers[i], gpus)
 		}
 	}
 	slices.SortStableFunc(rows, func(a, b row) int {

@@ -121,10 +121,21 @@ func writeLine(w *bufio.Writer, cells []string, widths []int, paints []string) {
 		if i == last {
 			break
 		}
-		w.WriteString(strings.Repeat(" ", widths[i]-displayWidth(cells[i])))
-		w.WriteString(gap)
+		pad(w, widths[i]-displayWidth(cells[i])+len(gap))
 	}
 	w.WriteByte('\n')
+}
+
+// spaces is a run of blanks for padding cells.
+const spaces = "                                                                "
+
+// pad writes n blanks.
+func pad(w *bufio.Writer, n int) {
+	for n > 0 {
+		k := min(n, len(spaces))
+		w.WriteString(spaces[:k])
+		n -= k
+	}
 }
 
 // paint wraps s in an SGR colour; "" leaves it plain.

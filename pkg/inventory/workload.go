@@ -1,7 +1,7 @@
 package inventory
 
 import (
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -49,7 +49,8 @@ type Workload struct {
 }
 
 // Workloads returns every container and host process (not pending ones) as
-// a Workload, containers first, each group in key order.
+// a Workload: the containers first, in the order of inv.Containers, then the
+// host processes in theirs.
 func (inv *Inventory) Workloads() []Workload {
 	out := make([]Workload, 0, len(inv.Containers)+len(inv.HostProcesses))
 	gpuSeen := inv.GPUProcessesObserved()
@@ -123,17 +124,15 @@ func (p *HostProcess) Workload() Workload {
 
 // normaliseGPUs sorts and de-duplicates GPU names; "all" stands alone.
 func normaliseGPUs(in []string) []string {
-	seen := make(map[string]bool, len(in))
-	out := []string{}
+	out := make([]string, 0, len(in))
 	for _, g := range in {
 		if g == "all" {
 			return []string{"all"}
 		}
-		if g != "" && !seen[g] {
-			seen[g] = true
+		if g != "" {
 			out = append(out, g)
 		}
 	}
-	sort.Strings(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
