@@ -418,12 +418,13 @@ func decodeMap[V any](d *decoder, elem func(*decoder, *V)) map[string]V {
 	for {
 		d.charge(size)
 		key := d.key()
-		if _, dup := out[key]; dup {
-			d.fail("key %q appears twice in %q", key, field)
-		}
 		var v V
 		elem(d, &v)
+		n := len(out)
 		out[key] = v
+		if len(out) == n {
+			d.fail("key %q appears twice in %q", key, field)
+		}
 		if !d.more('}', "object key:value pair") {
 			break
 		}
