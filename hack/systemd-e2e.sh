@@ -20,7 +20,8 @@
 #     another user (CAP_DAC_OVERRIDE), leaves the shared log directory's owner
 #     and mode alone, and reports Docker (absent in the container) as a source
 #     that is down, with its reason, without failing; without CAP_SYS_PTRACE
-#     the process goes unseen (the check above is not vacuous)
+#     the process goes unseen (the check above is not vacuous) and the
+#     procfs source carries a warning that says why
 #   - a non-root user reads it all with ds01-workloads
 #   - systemd-analyze verify and security on the installed units
 #   - a directory removed by hand is made again before the next scan
@@ -289,7 +290,9 @@ if jq -e '[.pending_processes[], .host_processes[] | select(.user == "alice")] |
 	fail "alice's process was seen without CAP_SYS_PTRACE: the capability check proves nothing"
 fi
 jq -e '.scan.id' <<<"$dry" >/dev/null || fail "the dry run printed no inventory"
-echo "   without CAP_SYS_PTRACE alice's process is unseen, as expected"
+jq -e '.sources.procfs.ok and (.sources.procfs.warning | test("CAP_SYS_PTRACE"))' <<<"$dry" >/dev/null ||
+	fail "without CAP_SYS_PTRACE the procfs source does not warn of its blind spot: $(jq -c .sources.procfs <<<"$dry")"
+echo "   without CAP_SYS_PTRACE alice's process is unseen, and the procfs source says why"
 
 step "a non-root user reads the inventory with ds01-workloads"
 out=$(in_ct runuser -u bob -- ds01-workloads 2>"/tmp/ds01-e2e-$$.err") || fail "ds01-workloads as bob failed: $(cat "/tmp/ds01-e2e-$$.err")"

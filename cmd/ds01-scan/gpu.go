@@ -77,17 +77,16 @@ func observeGPUs(ctx context.Context, cfg Config, log *slog.Logger, prev *invent
 
 	procfs := detect.NewProcfs(cfg.ProcRoot)
 	holders, err := withDeadline(ctx, procfs.DeviceHolders)
+	warning := ""
 	if err != nil && holders != nil && errors.Is(err, fs.ErrPermission) {
-		// Some descriptors are closed even to root (a sandbox's init):
-		// everything else was read.
-		log.Debug("/proc device scan skipped unreadable processes", "source", inventory.SourceProcfs, "err", err)
+		warning = unreadableWarning(err, log)
 		err = nil
 	}
 	if err != nil {
 		log.Warn("/proc device scan failed", "source", inventory.SourceProcfs, "err", err)
 		obs.Sources[inventory.SourceProcfs] = inventory.SourceResult{Error: err.Error()}
 	} else {
-		obs.Sources[inventory.SourceProcfs] = inventory.SourceResult{OK: true}
+		obs.Sources[inventory.SourceProcfs] = inventory.SourceResult{OK: true, Warning: warning}
 	}
 	obs.ProcessesObserved = obs.Sources[inventory.SourceNVML].OK || obs.Sources[inventory.SourceProcfs].OK
 	if !obs.ProcessesObserved {
@@ -172,4 +171,21 @@ func kindOf(u *detect.GPUUse) string {
 		return ""
 	}
 	return u.Kinds[0]
+}
+
+// unreadableWarning judges a /proc device scan that could not read some
+// processes' descriptors (err). Without CAP_SYS_PTRACE that is every other
+// user's process, a blind spot the inventory must show: the returned
+// warning. With it, the few left are closed even to root (a sandbox's
+// init) and only worth a debug line.
+func unreadableWarning(err error, log *slog.Logger) string {
+	ptrace, cerr := detect.HasPtraceCapability()
+	if cerr != nil || ptrace {
+		log.Debug("/proc device scan skipped unreadable processes", "source", inventory.SourceProcfs, "err", err)
+		return ""
+	}
+	warning := fmt.Sprintf("could not %v: ds01-scan lacks CAP_SYS_PTRACE, so a process that holds a GPU "+
+		"device without NVML listing it goes unseen (the ds01-scan.service unit grants it)", err)
+	log.Warn("/proc device scan is partly blind", "source", inventory.SourceProcfs, "err", err)
+	return warning
 }

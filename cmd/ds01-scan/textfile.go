@@ -113,6 +113,7 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 		byType.samples = append(byType.samples, sample{[][2]string{{"type", k[0]}, {"user", k[1]}}, float64(counts[k])})
 	}
 	up := metric{name: "ds01_source_up", typ: "gauge", help: "1 when the source answered on the last scan."}
+	blind := metric{name: "ds01_source_blind_spot", typ: "gauge", help: "1 when the source answered but could not see everything (see its warning in the inventory)."}
 	names := make([]string, 0, len(inv.Sources))
 	for n := range inv.Sources {
 		names = append(names, n)
@@ -124,9 +125,14 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 			v = 1
 		}
 		up.samples = append(up.samples, sample{[][2]string{{"source", n}}, v})
+		v = 0
+		if inv.Sources[n].Warning != "" {
+			v = 1
+		}
+		blind.samples = append(blind.samples, sample{[][2]string{{"source", n}}, v})
 	}
 	families := []metric{
-		byType, perGPU, undeclared, idle, up,
+		byType, perGPU, undeclared, idle, up, blind,
 		{name: "ds01_workload_series_dropped", typ: "gauge", help: "Per-workload series left out by the cap of " + strconv.Itoa(maxWorkloadSeries) + ".",
 			samples: []sample{{value: float64(dropped)}}},
 		{name: "ds01_scan_duration_seconds", typ: "gauge", help: "How long the last scan took.",

@@ -23,7 +23,7 @@ func metricsInventory(extra int) *inventory.Inventory {
 		SchemaVersion: inventory.SchemaVersion,
 		Scan:          inventory.ScanInfo{ID: "s", Time: at, DurationMS: 250},
 		Sources: map[string]inventory.SourceStatus{
-			"docker": {OK: true}, "nvml": {OK: true}, "procfs": {Error: "denied"},
+			"docker": {OK: true}, "nvml": {OK: true, Warning: "GPU 3 unread"}, "procfs": {Error: "denied"},
 		},
 		Containers: []inventory.Container{
 			{ID: strings.Repeat("a", 64), Name: "evil\"name\\with\nnewline\xff", Type: "raw-docker", Status: "running", User: "alice",
@@ -106,6 +106,13 @@ func TestRenderMetrics(t *testing.T) {
 	}
 	if up["docker"] != 1 || up["nvml"] != 1 || up["procfs"] != 0 {
 		t.Errorf("source_up %v", up)
+	}
+	blind := map[string]float64{}
+	for _, m := range fams["ds01_source_blind_spot"].GetMetric() {
+		blind[labels(m)["source"]] = m.GetGauge().GetValue()
+	}
+	if len(blind) != 3 || blind["docker"] != 0 || blind["nvml"] != 1 || blind["procfs"] != 0 {
+		t.Errorf("source_blind_spot %v, want 1 for nvml only", blind)
 	}
 	if v := fams["ds01_scan_duration_seconds"].GetMetric()[0].GetGauge().GetValue(); v != 0.25 {
 		t.Errorf("scan duration %v, want 0.25", v)

@@ -71,6 +71,7 @@ var (
 		{"ok", "true when the source answered at the last scan"},
 		{"error", "why it did not; null when ok"},
 		{"last_success", "when it last answered, RFC 3339 UTC; null if never"},
+		{"warning", "what it answered without being able to see, and why; null when it saw everything"},
 	}
 	jsonWorkloadFields = []doc{
 		{"type", "workload type (see TYPES)"},
@@ -178,8 +179,8 @@ func writeInfo(w io.Writer, flags []cli.Flag, path string) error {
 
 	p("\nWARNINGS AND EXIT STATUS\n")
 	p("   A warning on stderr when the last scan is more than %s old (three timer periods), and one for\n", staleAfter)
-	p("   each source that was down at the last scan. Exit status: 0 printed; 1 the inventory is missing,\n")
-	p("   unreadable or corrupt; 2 usage error.\n")
+	p("   each source that was down at the last scan or answered with a blind spot. Exit status: 0 printed;\n")
+	p("   1 the inventory is missing, unreadable or corrupt; 2 usage error.\n")
 	return tw.Flush()
 }
 

@@ -233,6 +233,12 @@ func (j *jsonWriter) source(s inventory.SourceStatus) {
 	} else {
 		j.time(s.LastSuccess.UTC())
 	}
+	j.field("warning")
+	if s.Warning == "" {
+		j.null()
+	} else {
+		j.string(s.Warning)
+	}
 	j.close('}')
 }
 

@@ -29,6 +29,7 @@ type jsonSource struct {
 	OK          bool       `json:"ok"`
 	Error       *string    `json:"error"`
 	LastSuccess *time.Time `json:"last_success"`
+	Warning     *string    `json:"warning"`
 }
 
 // referenceJSON is the --json document as encoding/json writes it, then
@@ -52,6 +53,9 @@ func referenceJSON(inv *inventory.Inventory, rows []row, pretty bool) ([]byte, e
 		if s.LastSuccess != nil {
 			t := s.LastSuccess.UTC()
 			js.LastSuccess = &t
+		}
+		if s.Warning != "" {
+			js.Warning = &s.Warning
 		}
 		doc.Sources[name] = js
 	}

@@ -134,6 +134,10 @@ func writeWarnings(w io.Writer, inv *inventory.Inventory, now time.Time) {
 	for _, name := range slices.Sorted(maps.Keys(inv.Sources)) {
 		s := inv.Sources[name]
 		if s.OK {
+			if s.Warning != "" {
+				fmt.Fprintf(w, "ds01-workloads: warning: source %s has a blind spot: %s\n",
+					inventory.SafeText(name), inventory.SafeText(s.Warning))
+			}
 			continue
 		}
 		since := "it has never answered"

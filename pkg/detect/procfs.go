@@ -473,3 +473,36 @@ func parseLoginUID(data []byte) (*int, error) {
 	uid := int(n)
 	return &uid, nil
 }
+
+// capSysPtrace is the capability bit the kernel asks of a process before it
+// shows it another user's /proc/PID/fd, root or not.
+const capSysPtrace = 19
+
+// HasPtraceCapability reports whether this process holds CAP_SYS_PTRACE in
+// its effective set. Without it DeviceHolders cannot read other users'
+// descriptors: a process holding /dev/nvidia* that NVML does not list
+// goes unseen.
+func HasPtraceCapability() (bool, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false, err
+	}
+	return effectiveCapability(status, capSysPtrace)
+}
+
+// effectiveCapability reports whether the CapEff line of a
+// /proc/PID/status holds capability bit.
+func effectiveCapability(status []byte, bit uint) (bool, error) {
+	for line := range bytes.Lines(status) {
+		hex, ok := bytes.CutPrefix(line, []byte("CapEff:"))
+		if !ok {
+			continue
+		}
+		caps, err := strconv.ParseUint(string(bytes.TrimSpace(hex)), 16, 64)
+		if err != nil {
+			return false, fmt.Errorf("CapEff: %w", err)
+		}
+		return caps&(1<<bit) != 0, nil
+	}
+	return false, errors.New("no CapEff line in the process status")
+}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 	"time"
 )
 
@@ -858,5 +860,49 @@ func BenchmarkDeviceHolders(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(procs), "procs")
+	}
+}
+
+func TestEffectiveCapability(t *testing.T) {
+	status := func(capEff string) []byte {
+		return []byte("Name:\tds01-scan\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t" + capEff + "\nCapBnd:\t000001ffffffffff\n")
+	}
+	tests := []struct {
+		name   string
+		status []byte
+		want   bool
+		err    bool
+	}{
+		{"root with every capability", status("000001ffffffffff"), true, false},
+		{"the hardened unit's three", status("0000000000080006"), true, false},
+		{"without CAP_SYS_PTRACE", status("0000000000000006"), false, false},
+		{"none", status("0000000000000000"), false, false},
+		{"garbled", status("zz"), false, true},
+		{"no CapEff line", []byte("Name:\tx\n"), false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := effectiveCapability(tc.status, capSysPtrace)
+			if (err != nil) != tc.err || got != tc.want {
+				t.Errorf("got %v, %v; want %v, error %v", got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+// TestHasPtraceCapability: what /proc/self/status says agrees with what
+// the capget system call says.
+func TestHasPtraceCapability(t *testing.T) {
+	got, err := HasPtraceCapability()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	if want := data[0].Effective&(1<<unix.CAP_SYS_PTRACE) != 0; got != want {
+		t.Errorf("HasPtraceCapability = %v, capget says %v", got, want)
 	}
 }

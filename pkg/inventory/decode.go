@@ -152,7 +152,7 @@ func (d *decoder) scanInfo(s *ScanInfo) {
 	})
 }
 
-var sourceKeys = newKeySet("ok", "error", "last_success")
+var sourceKeys = newKeySet("ok", "error", "last_success", "warning")
 
 func (d *decoder) sourceStatus(s *SourceStatus) {
 	d.object(sourceKeys, func(key string) {
@@ -163,6 +163,8 @@ func (d *decoder) sourceStatus(s *SourceStatus) {
 			d.string(&s.Error)
 		case "last_success":
 			decodePtr(d, &s.LastSuccess, (*decoder).time)
+		case "warning":
+			d.string(&s.Warning)
 		}
 	})
 }

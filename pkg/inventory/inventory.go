@@ -121,6 +121,9 @@ type SourceStatus struct {
 	Error string `json:"error,omitempty"`
 	// LastSuccess is when the source last answered; nil if never.
 	LastSuccess *time.Time `json:"last_success"`
+	// Warning says what an answering source could not see, and why: a
+	// blind spot an admin can fix. Empty when it saw everything.
+	Warning string `json:"warning,omitempty"`
 }
 
 // GPUAccess is what a container declared about GPUs when it was created.

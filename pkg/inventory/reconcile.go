@@ -49,6 +49,8 @@ type Observation struct {
 type SourceResult struct {
 	OK    bool
 	Error string
+	// Warning is what an answering source could not see (SourceStatus.Warning).
+	Warning string
 }
 
 // Transition is one change between two inventories; each becomes one event.
@@ -129,7 +131,7 @@ func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inv
 		old, known := prev.Sources[name]
 		if res.OK {
 			at := now
-			next.Sources[name] = SourceStatus{OK: true, LastSuccess: &at}
+			next.Sources[name] = SourceStatus{OK: true, LastSuccess: &at, Warning: res.Warning}
 			if known && !old.OK {
 				ts = append(ts, Transition{Type: EventSourceRecovered, Source: name})
 			}

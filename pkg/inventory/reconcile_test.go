@@ -273,6 +273,25 @@ func TestReconcileSourceDownFirstScan(t *testing.T) {
 	}
 }
 
+// TestReconcileSourceWarning: a blind spot is reported while it lasts, and
+// a source that answers with one is up: no transition either way.
+func TestReconcileSourceWarning(t *testing.T) {
+	prev, _ := Reconcile(nil, allOK(nil, nil), scanAt(0))
+	obs := allOK(nil, nil)
+	obs.Sources[SourceProcfs] = SourceResult{OK: true, Warning: "could not read open files of 3 processes"}
+	next, ts := Reconcile(prev, obs, scanAt(1))
+	if st := next.Sources[SourceProcfs]; !st.OK || st.Warning != "could not read open files of 3 processes" || st.LastSuccess == nil {
+		t.Errorf("procfs status = %+v, want ok with the warning", st)
+	}
+	if len(ts) != 0 {
+		t.Errorf("transitions = %v, want none", transitionTypes(ts))
+	}
+	next, _ = Reconcile(next, allOK(nil, nil), scanAt(2))
+	if st := next.Sources[SourceProcfs]; st.Warning != "" {
+		t.Errorf("warning %q kept once the source saw everything", st.Warning)
+	}
+}
+
 func TestReconcileSourceNotAttemptedKept(t *testing.T) {
 	prev, _ := Reconcile(nil, allOK(nil, nil), scanAt(0))
 	obs := allOK(nil, nil)

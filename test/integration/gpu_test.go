@@ -56,8 +56,15 @@ func (g *gpuScanner) report(t *testing.T, m mockNVML) {
 
 func (g *gpuScanner) scan(t *testing.T) *inventory.Inventory {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(env.bin, "ds01-scan-nvmlmock"), "--state-dir", g.dir, "--events-file", g.events,
+	return g.scanUnder(t)
+}
+
+// scanUnder runs the scanner under the command prefix (setpriv …), if any.
+func (g *gpuScanner) scanUnder(t *testing.T, prefix ...string) *inventory.Inventory {
+	t.Helper()
+	args := append(prefix, filepath.Join(env.bin, "ds01-scan-nvmlmock"), "--state-dir", g.dir, "--events-file", g.events,
 		"--docker-host", env.dockerHost)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "DS01_NVML_MOCK="+g.mock)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -256,23 +263,67 @@ func TestScanOtherRuntimeContainer(t *testing.T) {
 // TestScanDeviceHolderOnly: a process holding /dev/nvidia* open that NVML
 // does not list is still found, by the /proc fd scan, marked as seen only
 // that way and without a memory figure.
-func TestScanDeviceHolderOnly(t *testing.T) {
+// heldDevice is the GPU node holdDevice's processes hold: GPU 6.
+const heldDevice = "/dev/nvidia6"
+
+// holdDevice starts a process, as uid when uid > 0, that holds /dev/nvidia6
+// open and nothing NVML would list, and returns its PID.
+func holdDevice(t *testing.T, uid int) int {
+	t.Helper()
 	// Without a driver, opening a node of NVIDIA's major fails (ENXIO); the
 	// scan matches the path a descriptor points at, so a node with
 	// /dev/null's numbers under an NVIDIA name stands in.
-	const dev = "/dev/nvidia6"
-	if _, err := os.Stat(dev); err != nil {
-		if err := syscall.Mknod(dev, syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
-			t.Fatalf("mknod %s: %v", dev, err)
+	if _, err := os.Stat(heldDevice); err != nil {
+		if err := syscall.Mknod(heldDevice, syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+			t.Fatalf("mknod %s: %v", heldDevice, err)
 		}
-		t.Cleanup(func() { os.Remove(dev) })
+		t.Cleanup(func() { os.Remove(heldDevice) })
 	}
-	cmd := exec.Command("sh", "-c", "exec 3<"+dev+"; exec sleep 600")
+	cmd := exec.Command("sh", "-c", "exec 3<"+heldDevice+"; exec sleep 600")
+	if uid > 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pid := cmd.Process.Pid
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+// TestScanWithoutPtraceWarns: a scanner without CAP_SYS_PTRACE cannot read
+// another user's descriptors. It must say so in the inventory (and
+// ds01-workloads must pass it on), not report a clean procfs source; with
+// the capability the same process is found and there is no warning.
+func TestScanWithoutPtraceWarns(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	mustHave(t, err == nil, "setpriv (util-linux) not installed")
+	u := newUser(t, "ds01it-erin")
+	pid := holdDevice(t, u.uid)
+	g := newGPUScanner(t)
+	g.report(t, mockNVML{})
+
+	inv := g.scanUnder(t, setpriv, "--bounding-set=-sys_ptrace", "--")
+	procfs := inv.Sources["procfs"]
+	if !procfs.OK || !strings.Contains(procfs.Warning, "CAP_SYS_PTRACE") || !strings.Contains(procfs.Warning, "permission denied") {
+		t.Errorf("procfs source without CAP_SYS_PTRACE: %+v, want ok with a warning naming the capability", procfs)
+	}
+	out, err := exec.Command(filepath.Join(env.bin, "ds01-workloads"), "--inventory", g.state).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "warning: source procfs has a blind spot: could not read open files of") {
+		t.Errorf("ds01-workloads does not pass the warning on (%v):\n%s", err, out)
+	}
+
+	g.scan(t)
+	inv = g.scan(t)
+	if w := inv.Sources["procfs"].Warning; w != "" {
+		t.Errorf("warning with CAP_SYS_PTRACE: %q", w)
+	}
+	if findProcess(inv, pid) == nil {
+		t.Errorf("with CAP_SYS_PTRACE, %s's process holding /dev/nvidia6 is not found", u.name)
+	}
+}
+
+func TestScanDeviceHolderOnly(t *testing.T) {
+	pid := holdDevice(t, 0)
 	g := newGPUScanner(t)
 	g.report(t, mockNVML{})
 	g.scan(t)
@@ -282,7 +333,7 @@ func TestScanDeviceHolderOnly(t *testing.T) {
 	}
 	p := findProcess(inv, pid)
 	if p == nil {
-		t.Fatalf("process holding %s not found", dev)
+		t.Fatalf("process holding %s not found", heldDevice)
 	}
 	if !reflect.DeepEqual(p.Kinds, []string{"device"}) || p.GPUMemoryBytes != nil || !reflect.DeepEqual(p.GPUs, []string{"6"}) {
 		t.Errorf("device-only process %+v, want kinds [device], GPU 6, no memory", *p)
