@@ -41,6 +41,10 @@ func (e *CorruptError) Error() string {
 // Load reads and validates the inventory at path. It never follows a
 // symbolic link and accepts only a regular file. A missing file yields an
 // error matching fs.ErrNotExist; an untrustworthy one a *CorruptError.
+//
+// The inventory's strings share one block of memory, the file's: a
+// program that keeps a few of them long after the rest should keep copies
+// (strings.Clone), or the whole file stays in memory with them.
 func Load(path string) (*Inventory, error) {
 	// O_NONBLOCK keeps a FIFO planted at path from blocking the open; the
 	// type check below then refuses it.
