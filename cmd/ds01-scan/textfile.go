@@ -131,8 +131,14 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 		}
 		blind.samples = append(blind.samples, sample{[][2]string{{"source", n}}, v})
 	}
+	onGPU := metric{name: "ds01_gpu_workloads", typ: "gauge",
+		help: "Workloads that hold or use the GPU or MIG instance (up, or with a process on it); 0: free."}
+	holders := inv.GPUWorkloads()
+	for _, d := range inv.GPUs {
+		onGPU.samples = append(onGPU.samples, sample{[][2]string{{"gpu", d.ID}, {"uuid", d.UUID}, {"name", capLabel(d.Name)}}, float64(holders[d.ID])})
+	}
 	families := []metric{
-		byType, perGPU, undeclared, idle, up, blind,
+		byType, perGPU, onGPU, undeclared, idle, up, blind,
 		{name: "ds01_workload_series_dropped", typ: "gauge", help: "Per-workload series left out by the cap of " + strconv.Itoa(maxWorkloadSeries) + ".",
 			samples: []sample{{value: float64(dropped)}}},
 		{name: "ds01_scan_duration_seconds", typ: "gauge", help: "How long the last scan took.",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,11 @@ func metricsInventory(extra int) *inventory.Inventory {
 		},
 		HostProcesses: []inventory.HostProcess{
 			{PID: 4242, Type: "host-process", Command: "python train.py", User: "dave", GPUs: []string{"2"}, GPUMemoryBytes: u64(8 << 30)},
+		},
+		GPUs: []inventory.GPUDevice{
+			{ID: "0", UUID: "GPU-0"}, {ID: "1", UUID: "GPU-1", MIGEnabled: true},
+			{ID: "1:2", UUID: "MIG-12", Parent: "1"}, {ID: "1:3", UUID: "MIG-13", Parent: "1"},
+			{ID: "2", UUID: "GPU-2"}, {ID: "3", UUID: "GPU-3"}, {ID: "4", UUID: "GPU-4", Name: "NVIDIA \"H100\"\n"},
 		},
 	}
 	for i := range extra {
@@ -106,6 +112,15 @@ func TestRenderMetrics(t *testing.T) {
 	}
 	if up["docker"] != 1 || up["nvml"] != 1 || up["procfs"] != 0 {
 		t.Errorf("source_up %v", up)
+	}
+	onGPU := map[string]float64{}
+	for _, m := range fams["ds01_gpu_workloads"].GetMetric() {
+		onGPU[labels(m)["gpu"]] = m.GetGauge().GetValue()
+	}
+	// alice on 0, bob on MIG 1:2 (so on GPU 1 too), dave's process on 2,
+	// carol sitting on 3; carol's exited container holds nothing; 4 is free.
+	if want := map[string]float64{"0": 1, "1": 1, "1:2": 1, "1:3": 0, "2": 1, "3": 1, "4": 0}; !maps.Equal(onGPU, want) {
+		t.Errorf("gpu_workloads %v, want %v", onGPU, want)
 	}
 	blind := map[string]float64{}
 	for _, m := range fams["ds01_source_blind_spot"].GetMetric() {
