@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +173,17 @@ var edgeTimes = []time.Time{
 	time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("far", -(23*3600+59*60))),
 	time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
 	{},
+	// Zones less than a minute from UTC, a zone a second short of a day,
+	// the year 0 in a zone east of UTC, trailing zeros in the nanoseconds,
+	// the local zone, and a time with a monotonic clock reading.
+	time.Date(2026, 1, 30, 14, 30, 0, 0, time.FixedZone("", -59)),
+	time.Date(2026, 1, 30, 14, 30, 0, 0, time.FixedZone("", 59)),
+	time.Date(2026, 1, 30, 14, 30, 0, 0, time.FixedZone("", 86399)),
+	time.Date(0, 1, 1, 0, 30, 0, 0, time.FixedZone("", 3600)),
+	time.Date(2026, 1, 30, 14, 30, 0, 100, time.UTC),
+	time.Date(2026, 1, 30, 14, 30, 0, 999999000, time.FixedZone("", -3600)),
+	time.Unix(1_000_000_000, 5),
+	time.Now(),
 }
 
 // edgeFloats are CPU figures at each of encoding/json's formatting
@@ -178,6 +191,8 @@ var edgeTimes = []time.Time{
 var edgeFloats = []float64{
 	0, math.Copysign(0, -1), 1e-7, -1e-7, 1e-6, 9.99e-7, 93.5, 100, 0.1,
 	123456789.125, 1e20, 1e21, -1e21, 1.5e300, 5e-324, math.MaxFloat64, math.SmallestNonzeroFloat64 * 3,
+	1e-10, -1.5e-100, -5e-324, 0.1 + 0.2, math.Nextafter(1e21, 0), math.Nextafter(1e-6, 0), 1e100,
+	-math.MaxFloat64, 1 << 53, 1<<53 + 1, 12345678901234567890,
 }
 
 // edgeWorkloads are workloads with every field at its edges: hostile
@@ -219,8 +234,8 @@ func edgeWorkloads() []inventory.Workload {
 	return ws
 }
 
-// edgeInventory is an inventory whose sources have hostile names and
-// errors, set and unset last successes in other zones. Its times are the
+// edgeInventory is an inventory whose sources have hostile names, errors
+// and warnings, set and unset last successes in other zones. Its times are the
 // first edgeTimes, which are still before the year 10000 in UTC.
 func edgeInventory() *inventory.Inventory {
 	inv := &inventory.Inventory{
@@ -230,6 +245,9 @@ func edgeInventory() *inventory.Inventory {
 	}
 	for i, s := range hostileStrings {
 		src := inventory.SourceStatus{OK: i%2 == 0, Error: s}
+		if i%4 != 1 {
+			src.Warning = hostileStrings[(i+1)%len(hostileStrings)]
+		}
 		if i%3 != 0 {
 			src.LastSuccess = ptr(edgeTimes[i%5])
 		}
@@ -258,6 +276,27 @@ func TestWriteJSONMatchesEncodingJSON(t *testing.T) {
 			checkWritesSameJSON(t, edgeInventory(), rowsOf([]inventory.Workload{w}))
 		}
 	})
+	t.Run("map keys in byte order", func(t *testing.T) {
+		keys := append([]string{
+			"\xff", "\xfe", "\ufffd", "A", "a", "a\x00", "a\x00b", "~", "\x7f", "\u0080", "\u00e9", "e\u0301",
+			"\U0001F680", "\uffff", "_", " ", "\t",
+		}, hostileStrings...)
+		inv := edgeInventory()
+		labels := map[string]string{}
+		for i, k := range keys {
+			labels[k] = keys[(i+1)%len(keys)]
+			inv.Sources[k] = inventory.SourceStatus{OK: i%2 == 0, Warning: k, Error: labels[k]}
+		}
+		checkWritesSameJSON(t, inv, rowsOf([]inventory.Workload{{DetectedLabels: labels}, {DetectedLabels: map[string]string{"": ""}}}))
+	})
+	t.Run("sources with and without a warning", func(t *testing.T) {
+		inv := &inventory.Inventory{SchemaVersion: 1, Scan: inventory.ScanInfo{Time: edgeTimes[1]}, Sources: map[string]inventory.SourceStatus{
+			inventory.SourceDocker: {OK: true},
+			inventory.SourceNVML:   {OK: true, LastSuccess: &edgeTimes[3], Warning: "cannot see processes of other users (no CAP_SYS_PTRACE)"},
+			inventory.SourceProcfs: {Error: "permission denied", Warning: "\x1b[31mred\u009b0m\u202e"},
+		}}
+		checkWritesSameJSON(t, inv, nil)
+	})
 	t.Run("no workloads, no sources, never scanned", func(t *testing.T) {
 		checkWritesSameJSON(t, &inventory.Inventory{}, nil)
 		checkWritesSameJSON(t, &inventory.Inventory{SchemaVersion: -1, Sources: map[string]inventory.SourceStatus{}}, []row{})
@@ -283,6 +322,9 @@ func TestWriteJSONUnencodable(t *testing.T) {
 	// In UTC, which last_scan and last_success are written in, this is
 	// the year 10000.
 	lateInZone := time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -2*3600))
+	// In UTC this is the year -1.
+	earlyInZone := time.Date(0, 1, 1, 0, 30, 0, 0, time.FixedZone("", 3600))
+	dayBehind := time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -24*3600))
 	tests := []struct {
 		name string
 		inv  func(*inventory.Inventory)
@@ -300,6 +342,19 @@ func TestWriteJSONUnencodable(t *testing.T) {
 			inv.Sources["zz"] = inventory.SourceStatus{LastSuccess: &lateInZone}
 		}},
 		{name: "first of several", w: inventory.Workload{CreatedAt: &dayAway, DetectedAt: year10000, CPUPercent: ptr(math.NaN())}},
+		{name: "created_at zone a day behind", w: inventory.Workload{CreatedAt: &dayBehind}},
+		{name: "detected_at year -1", w: inventory.Workload{DetectedAt: beforeYear0}},
+		{name: "detected_at zone a day away", w: inventory.Workload{DetectedAt: dayAway}},
+		{name: "last_success before the year 0 in UTC", inv: func(inv *inventory.Inventory) {
+			inv.Sources["\x00first"] = inventory.SourceStatus{LastSuccess: &earlyInZone, Warning: "w"}
+		}},
+		{name: "last_scan before the year 0 in UTC", inv: func(inv *inventory.Inventory) { inv.Scan.Time = earlyInZone }},
+		{name: "last_scan before a workload", inv: func(inv *inventory.Inventory) { inv.Scan.Time = lateInZone },
+			w: inventory.Workload{CPUPercent: ptr(math.NaN())}},
+		{name: "last_success of the first source in order", inv: func(inv *inventory.Inventory) {
+			inv.Sources["zz"] = inventory.SourceStatus{LastSuccess: &lateInZone}
+			inv.Sources["zy"] = inventory.SourceStatus{LastSuccess: &earlyInZone}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,6 +368,113 @@ func TestWriteJSONUnencodable(t *testing.T) {
 				t.Fatalf("error %v, want encode JSON: json: …", err)
 			}
 		})
+	}
+}
+
+// TestAppendJSONFloatMatchesEncodingJSON: a float64 is written as
+// encoding/json writes it around every power of ten, at the cutoffs of the
+// exponent form (1e-6 and 1e21), at the ends of the range, and for random
+// bit patterns, negative ones too, after any bytes already in the buffer.
+func TestAppendJSONFloatMatchesEncodingJSON(t *testing.T) {
+	var fs []float64
+	for e := -324; e <= 308; e++ {
+		p, err := strconv.ParseFloat("1e"+strconv.Itoa(e), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, p, math.Nextafter(p, 0), math.Nextafter(p, math.Inf(1)), 1.5*p, p/3, 9.5*p, 123456789*p)
+	}
+	fs = append(fs, 0, 1, 1e-6, 1e21, 999999999999999999999, 0.000001, 0.0000009999999999999999,
+		math.MaxFloat64, math.SmallestNonzeroFloat64, 0x1p-1022, math.Nextafter(0x1p-1022, 0), 1<<63, 1<<64)
+	r := rand.New(rand.NewPCG(1, 2))
+	for len(fs) < 200_000 {
+		if f := math.Float64frombits(r.Uint64()); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			fs = append(fs, f)
+		}
+	}
+	for _, f := range fs {
+		if math.IsInf(f, 0) {
+			continue
+		}
+		for _, f := range []float64{f, -f} {
+			want, err := json.Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, prefix := range []string{"", `"cpu_percent":`} {
+				got := appendJSONFloat([]byte(prefix), f)
+				if string(got) != prefix+string(want) {
+					t.Fatalf("%v (bits %#x) after %q: got %q, want %q", f, math.Float64bits(f), prefix, got, want)
+				}
+			}
+		}
+	}
+}
+
+// referenceString is s as a JSON string: encoding/json's bytes, with HTML
+// escaping off, then the terminal escapes.
+func referenceString(t *testing.T, s string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		t.Fatal(err)
+	}
+	return string(referenceEscape(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))))
+}
+
+// TestAppendJSONStringMatchesEncodingJSON: every Unicode character, every
+// byte alone, and ill-formed UTF-8 of every shape (a lead byte followed by
+// each byte, truncated and overlong sequences, surrogates, code points past
+// U+10FFFF) are escaped as encoding/json escapes them plus the terminal
+// escapes, whatever text comes before and after.
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		for _, around := range [][2]string{{"", ""}, {"plain ", " text"}, {"é", "\x80"}} {
+			s := around[0] + s + around[1]
+			got, want := appendJSONString([]byte("x"), s), []byte("x"+referenceString(t, s))
+			if !bytes.Equal(got, want) {
+				i := 0
+				for i < min(len(got), len(want)) && got[i] == want[i] {
+					i++
+				}
+				t.Fatalf("%.40q…: differs at byte %d:\n got %q\nwant %q", s, i, excerpt(got, i), excerpt(want, i))
+			}
+		}
+	}
+	// Every character, a block of them at a time.
+	var block strings.Builder
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		block.WriteRune(r)
+		if r%0x400 == 0x3ff {
+			check(block.String())
+			block.Reset()
+		}
+	}
+	// Every byte alone and every byte after each lead byte, and
+	// sequences of three and four bytes with continuation bytes at the
+	// edges of their ranges.
+	edges := []byte{0x00, 0x1f, 0x22, 0x41, 0x5c, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff}
+	for c := range 256 {
+		check(string([]byte{byte(c)}))
+		for d := range 256 {
+			if c >= 0xc0 {
+				check(string([]byte{byte(c), byte(d)}))
+			}
+		}
+		if c < 0xe0 {
+			continue
+		}
+		for _, d := range edges {
+			for _, e := range edges {
+				check(string([]byte{byte(c), d, e}))
+				for _, f := range edges {
+					check(string([]byte{byte(c), d, e, f}))
+				}
+			}
+		}
 	}
 }
 
@@ -351,8 +513,8 @@ func FuzzWriteJSON(f *testing.F) {
 			SchemaVersion: 1,
 			Scan:          inventory.ScanInfo{Time: at},
 			Sources: map[string]inventory.SourceStatus{
-				a: {OK: true, LastSuccess: &at},
-				b: {Error: a},
+				a: {OK: true, LastSuccess: &at, Warning: b},
+				b: {Error: a, Warning: a},
 			},
 		}, rowsOf([]inventory.Workload{
 			{

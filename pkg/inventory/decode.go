@@ -40,6 +40,9 @@ type decoder struct {
 	depth int
 	// budget is what lists and maps may still take, in bytes.
 	budget int
+	// reserve is the room grow may still set aside, in bytes: the guesses
+	// for all the lists together stay within the budget.
+	reserve int
 	// field is the key whose value is being decoded, for messages.
 	field string
 }
@@ -52,7 +55,7 @@ func decodeInventory(data string, inv *Inventory) error {
 // decodeWithBudget decodes data into inv with budget bytes for its lists
 // and maps.
 func decodeWithBudget(data string, inv *Inventory, budget int) (err error) {
-	d := &decoder{data: data, budget: budget}
+	d := &decoder{data: data, budget: budget, reserve: budget}
 	defer func() {
 		if r := recover(); r != nil {
 			de, ok := r.(decodeError)
@@ -393,10 +396,12 @@ const estimateAfter = 16
 // grow returns out with room for as many elements as the rest of the
 // document could hold if they were the size of those read since start. A
 // list of 10,000 containers is then not copied at every growth, and the
-// room it does not use is memory never touched. The budget caps the guess.
+// room it does not use is memory never touched. The budget caps the guess,
+// and the guesses of all the lists together.
 func grow[T any](d *decoder, out []T, start, size int) []T {
 	perElement := max((d.pos-start)/len(out), 1)
-	n := min((len(d.data)-d.pos)/perElement+1, d.budget/max(size, 1))
+	n := min((len(d.data)-d.pos)/perElement+1, d.budget/max(size, 1), d.reserve/max(size, 1))
+	d.reserve -= n * size
 	return append(make([]T, 0, len(out)+n), out...)
 }
 

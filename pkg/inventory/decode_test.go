@@ -230,15 +230,222 @@ func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 		`{"a":"\u12"}`,
 		`{"a" 1}`,
 		`{"a":nul}`,
+
+		// Integers: minus zero, the nine-digit fast path and past it, the
+		// range of each type, and the forms only a float may take.
+		`{"schema_version":-0}`,
+		`{"schema_version":999999999,"scan":{"duration_ms":-999999999}}`,
+		`{"schema_version":1000000000,"scan":{"duration_ms":-1000000000}}`,
+		`{"schema_version":9223372036854775807}`,
+		`{"schema_version":-9223372036854775809}`,
+		`{"schema_version":1.0}`,
+		`{"schema_version":1E0}`,
+		`{"schema_version":1e-0}`,
+		`{"schema_version":00}`,
+		`{"schema_version":-01}`,
+		`{"schema_version":+1}`,
+		`{"scan":{"duration_ms":-9223372036854775809}}`,
+		`{"containers":[{"cpu_usage_ns":-0}]}`,
+		`{"containers":[{"cpu_usage_ns":18446744073709551615,"pid":-9223372036854775808}]}`,
+		`{"containers":[{"cpu_usage_ns":1.0}]}`,
+		`{"containers":[{"memory_bytes":-0}]}`,
+		`{"containers":[{"memory_bytes":0.5}]}`,
+		`{"containers":[{"exit_code":-2147483649}]}`,
+		`{"containers":[{"exit_code":1e2}]}`,
+		`{"host_processes":[{"sm_util_percent":-0}]}`,
+		`{"host_processes":[{"sm_util_percent":0,"start_ticks":18446744073709551616}]}`,
+		`{"host_processes":[{"sm_util_percent":-1}]}`,
+		`{"gpus":[{"last_sample_timestamp":-1}]}`,
+		`{"gpus":[{"gpu_instance_id":9223372036854775808}]}`,
+		`{"gpus":[{"memory_total_bytes":18446744073709551615,"memory_used_bytes":0,"unknown_processes":-5}]}`,
+
+		// Floats: the range edges, underflow, long mantissas and exponents.
+		`{"containers":[{"cpu_percent":1.7976931348623157e308}]}`,
+		`{"containers":[{"cpu_percent":1.7976931348623159e308}]}`,
+		`{"containers":[{"cpu_percent":-1e400}]}`,
+		`{"containers":[{"cpu_percent":0e999999999999999999999}]}`,
+		`{"containers":[{"cpu_percent":1e-999999999999999999999}]}`,
+		`{"containers":[{"cpu_percent":2.4703282292062328e-324}]}`,
+		`{"containers":[{"cpu_percent":0.` + strings.Repeat("0", 400) + `1e400}]}`,
+		`{"containers":[{"cpu_percent":` + strings.Repeat("9", 800) + `}]}`,
+		`{"containers":[{"cpu_percent":-0,"memory_bytes":0}]}`,
+		`{"containers":[{"cpu_percent":1E+2}]}`,
+		`{"containers":[{"cpu_percent":1e+}]}`,
+		`{"containers":[{"cpu_percent":-.5}]}`,
+		`{"containers":[{"cpu_percent":"1"}]}`,
+		`{"containers":[{"cpu_percent":NaN}]}`,
+		`{"containers":[{"cpu_percent":Infinity}]}`,
+
+		// null for every kind of field: value, pointer, slice, map,
+		// struct, time, pointer to time, map value, list element.
+		`{"schema_version":null,"scan":null,"sources":null,"containers":null,"host_processes":null,"pending_processes":null,"gpus":null}`,
+		`{"scan":{"id":null,"time":null,"duration_ms":null,"host":null,"version":null}}`,
+		`{"sources":{"docker":{"ok":null,"error":null,"last_success":null,"warning":null}}}`,
+		`{"containers":[{"id":null,"exit_code":null,"created_at":null,"started_at":null,"stale":null,"pid":null,` +
+			`"gpu":{"declared":null,"channels":null,"devices":[null]},"gpu_processes":[null,{"pid":null,"memory_bytes":null}],` +
+			`"cpu_percent":null,"memory_bytes":null,"cpu_usage_ns":null,"cpu_sampled_at":null,"labels":{"a":null},"detected_labels":null}]}`,
+		`{"host_processes":[{"pid":null,"start_ticks":null,"started_at":null,"gpus":null,"gpu_memory_bytes":null,"kinds":[null],"sm_util_percent":null}]}`,
+		`{"gpus":[null,{"index":null,"minor_number":null,"gpu_instance_id":null,"mig_enabled":null,"persistence_mode":null,"last_sample_timestamp":null}]}`,
+		`{"pending_processes":[null,null]}`,
+
+		// Empty lists and maps stay empty and not nil.
+		`{"sources":{},"containers":[],"host_processes":[],"pending_processes":[],"gpus":[]}`,
+		`{"containers":[{"gpu":{},"gpu_processes":[],"labels":{},"detected_labels":{}}],"host_processes":[{"gpus":[],"kinds":[]}]}`,
+		`{"containers":[{"gpu":{"channels":[],"devices":[]}}]}`,
+		`{"containers":[ ],"sources":{ }}`,
+
+		// Values of the wrong JSON type, for each kind of field.
+		`{"containers":{}}`,
+		`{"containers":"x"}`,
+		`{"containers":[1]}`,
+		`{"containers":[[]]}`,
+		`{"sources":[]}`,
+		`{"sources":{"docker":[]}}`,
+		`{"sources":{"docker":{"ok":0}}}`,
+		`{"sources":{"docker":{"last_success":0}}}`,
+		`{"containers":[{"labels":[]}]}`,
+		`{"containers":[{"labels":{"a":1}}]}`,
+		`{"containers":[{"labels":{"a":{}}}]}`,
+		`{"containers":[{"gpu":[]}]}`,
+		`{"containers":[{"gpu":{"declared":"true"}}]}`,
+		`{"containers":[{"gpu":{"devices":"all"}}]}`,
+		`{"containers":[{"gpu":{"devices":[0]}}]}`,
+		`{"containers":[{"exit_code":true}]}`,
+		`{"containers":[{"exit_code":"1"}]}`,
+		`{"containers":[{"started_at":[]}]}`,
+		`{"containers":[{"started_at":{}}]}`,
+		`{"containers":[{"created_at":true}]}`,
+		`{"containers":[{"id":1}]}`,
+		`{"containers":[{"id":[]}]}`,
+		`{"containers":[{"stale":1}]}`,
+		`{"containers":[{"stale":"false"}]}`,
+		`{"scan":{"duration_ms":"1"}}`,
+		`{"scan":"x"}`,
+		`{"scan":1}`,
+		`{"gpus":[{"persistence_mode":"true"}]}`,
+		`{"host_processes":[{"kinds":"compute"}]}`,
+
+		// Top-level values other than an object.
+		`null`, ` null `, `null x`, `nullnull`, `nul`, `[]`, `[{}]`, `1`, `-1`, `true`, `false`, `"x"`, `""`, ``, ` `, "\n",
+
+		// Strings: escapes, surrogates, invalid and edge UTF-8.
+		`{"scan":{"id":"\ud83d"}}`,
+		`{"scan":{"id":"\ud83dx"}}`,
+		`{"scan":{"id":"\ud83d\""}}`,
+		`{"scan":{"id":"\udc00\ud800"}}`,
+		`{"scan":{"id":"\ud800\ud800\udc00"}}`,
+		`{"scan":{"id":"\ud800\\udc00"}}`,
+		`{"scan":{"id":"\uDBFF\uDFFF\uD800\uDC00"}}`,
+		`{"scan":{"id":"\u0000\u001F\u007f\u0080\u009b\u00ff\u2028\u202e\uFFFD\uFFFE\uffff"}}`,
+		`{"scan":{"id":"\b\f\n\r\t\/\\\""}}`,
+		`{"scan":{"id":"\'"}}`,
+		`{"scan":{"id":"\U0041"}}`,
+		`{"scan":{"id":"\u00g1"}}`,
+		`{"scan":{"id":"\u`,
+		`{"scan":{"id":"\u00`,
+		`{"scan":{"id":"\`,
+		`{"scan":{"id":"\ud83d\`,
+		`{"scan":{"id":"\ud83d\u`,
+		`{"scan":{"id":"\ud83d\ude0`,
+		"{\"scan\":{\"id\":\"\xed\xa0\x80\xed\xb0\x80\"}}",
+		"{\"scan\":{\"id\":\"\xf4\x90\x80\x80\xf0\x9f\x98\x80\"}}",
+		"{\"scan\":{\"id\":\"\xc0\xaf\xe0\x80\xaf\xc1\xbf\"}}",
+		"{\"scan\":{\"id\":\"\xe2\x82x\xe2\x82\"}}",
+		"{\"scan\":{\"id\":\"\xef\xbf\xbd\xef\xbf\xbe\"}}",
+		"{\"scan\":{\"id\":\"\x7f\x80\xbf\xc2\x80\"}}",
+		"{\"scan\":{\"id\":\"\xc2\x9b31m\xe2\x80\xae\"}}",
+		"{\"scan\":{\"id\":\"a\x00b\"}}",
+		"{\"scan\":{\"id\":\"\x1f\"}}",
+		"{\"scan\":{\"id\":\"\xff",
+		`{"scan":{"id":"` + strings.Repeat(`\u00e9\ud83d\ude00x`, 4096) + `"}}`,
+		`{"scan":{"id":"` + strings.Repeat("\xff", 4096) + `"}}`,
+		`{"scan":{"id":"` + strings.Repeat("abcdefg", 4096) + `\n"}}`,
+		`{"scan":{"id":"1234567\"","host":"12345678\\","version":"123456789\u0041"}}`,
+
+		// Keys: escaped, folded as encoding/json folds them (U+017F LONG S
+		// and U+212A KELVIN SIGN fold to s and k; U+0131 and U+0130, whose
+		// upper or lower case is ASCII, do not fold), invalid UTF-8, and
+		// map keys, which are matched exactly.
+		`{"\u0073chema_version":1}`,
+		`{"scan":{"\u0069d":"x","\u0049\u0044x":"y"}}`,
+		"{\"\u017fchema_version\":1,\"\u017fCAN\":{\"\u017fD\":\"x\"}}",
+		"{\"\u017fchema_ver\u017fion\":1}",
+		"{\"host_processes\":[{\"\u212ainds\":[\"compute\"],\"\u212a\":1}]}",
+		"{\"scan\":{\"\u0131d\":\"x\"}}",
+		"{\"scan\":{\"\u0130D\":\"x\"}}",
+		"{\"schema_version\xff\":1}",
+		"{\"\xffschema_version\":1}",
+		`{"SCHEMA_VERSION":1,"Scan":{"Time":"2026-01-30T14:30:00Z","DURATION_MS":5}}`,
+		`{"schemaversion":1,"schema-version":1,"schema_version ":1}`,
+		`{"containers":[{"labels":{"A":"1","a":"2","\u0061b":"3","\ud800":"4"}}]}`,
+		"{\"containers\":[{\"labels\":{\"\xff\":\"\xfe\",\"\x7f\":\"\xc2\x9b\",\"\xef\xbf\xbd\xef\xbf\xbe\":\"\"}}]}",
+		`{"sources":{"Docker":{},"docker":{"OK":true,"Last_Success":"2026-01-30T14:30:00Z"}}}`,
+		`{"":1,"\u0000":2}`,
+
+		// White space: only the four JSON allows, anywhere between tokens.
+		"\t\n\r {\t\"schema_version\"\n:\r1\t,\"containers\" : [ { } , null ] }\n",
+		"{\"schema_version\":1}\x00",
+		"\x0b{}",
+		"{}\x0c",
+		"{\"schema_version\":1\u00a0}",
+		"\u00a0{}",
+		"{\"schema_version\":1\u2028}",
+
+		// Trailing data after the one value.
+		`{}}`, `{}]`, `{},`, `{}null`, `{} x`, `{}{}`,
+
+		// Nesting up to and past encoding/json's depth limit, in a value
+		// that is skipped and in one of the wrong type.
+		`{"x":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`,
+		`{"x":` + strings.Repeat(`{"a":`, maxDepth-1) + "1" + strings.Repeat("}", maxDepth-1) + `}`,
+		`{"x":` + strings.Repeat(`{"a":`, maxDepth) + "1" + strings.Repeat("}", maxDepth) + `}`,
+		`{"scan":{"id":` + strings.Repeat("[", maxDepth-2) + strings.Repeat("]", maxDepth-2) + `}}`,
+		`{"scan":{"id":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}}`,
+		`{"containers":[{"gpu":{"x":` + strings.Repeat("[", maxDepth-4) + strings.Repeat("]", maxDepth-4) + `}}]}`,
+		`{"x":` + strings.Repeat("[", maxDepth),
+
+		// Times: the edges time.Time.UnmarshalJSON draws, in a value and in
+		// a pointer.
+		`{"scan":{"time":"0000-01-01T00:00:00Z"}}`,
+		`{"scan":{"time":"9999-12-31T23:59:59.999999999-23:59"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:00+24:00"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:00+23:60"}}`,
+		`{"scan":{"time":"2024-02-29T00:00:00Z"}}`,
+		`{"scan":{"time":"2026-02-29T00:00:00Z"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:60Z"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:00.1234567891Z"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:00,5Z"}}`,
+		`{"scan":{"time":"2026-01-30 14:30:00Z"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:00"}}`,
+		`{"scan":{"time":"2026-1-30T14:30:00Z"}}`,
+		`{"scan":{"time":"+2026-01-30T14:30:00Z"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:00+0530"}}`,
+		`{"scan":{"time":""}}`,
+		`{"scan":{"time":"null"}}`,
+		`{"scan":{"time":" 2026-01-30T14:30:00Z"}}`,
+		`{"scan":{"time":"2026-01-30T14:30:00Z\u0000"}}`,
+		"{\"scan\":{\"time\":\"2026-01-30T14:30:00Z\xff\"}}",
+		`{"containers":[{"started_at":"2026-01-30T14:30:00-00:00","cpu_sampled_at":"2026-01-30T14:30:00.5+00:00"}]}`,
+		`{"containers":[{"started_at":"2026-13-30T14:30:00Z"}]}`,
+		`{"sources":{"nvml":{"last_success":"0001-01-01T00:00:00Z"}}}`,
+		`{"sources":{"nvml":{"last_success":"yesterday"}}}`,
+		`{"host_processes":[{"started_at":"2026-01-30T14:30:00.000000000Z","detected_at":"2026-01-30T14:30:00.Z"}]}`,
+
+		// Lists long enough that their length is estimated, some of them
+		// with null elements, and one inside another list.
+		`{"containers":[` + strings.Repeat(`{"pid":1},null,`, 40) + `{}],"host_processes":[` + strings.Repeat(`{},`, 16) + `{}]}`,
+		`{"pending_processes":[` + strings.Repeat(`{"gpus":[`+strings.Repeat(`"0",null,`, 20)+`"1"]},`, 17) + `null]}`,
+		`{"gpus":[` + strings.Repeat(`{}, `, 16) + `{"index":` + strings.Repeat("1", 30) + `}]}`,
+		`{"containers":[` + strings.Repeat(`{}`+strings.Repeat(" ", 1000)+`,`, 16) + `{}],"x":"` + strings.Repeat("x", 1<<16) + `"}`,
 	} {
 		got, err := decodeOwn([]byte(doc))
 		want, stdErr := decodeStd([]byte(doc))
 		if (err == nil) != (stdErr == nil) {
-			t.Errorf("%s: decoder error %v, encoding/json error %v", doc, err, stdErr)
+			t.Errorf("%.200q: decoder error %v, encoding/json error %v", doc, err, stdErr)
 			continue
 		}
 		if err == nil && !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: decoded %+v, encoding/json %+v", doc, got, want)
+			t.Errorf("%.200q: decoded %+v, encoding/json %+v", doc, got, want)
 		}
 	}
 }
@@ -263,6 +470,43 @@ func TestDecodeBudget(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "more entries than an inventory can hold") {
 			t.Errorf("%.40s…: error %v, want the budget refused", doc, err)
 		}
+	}
+}
+
+// TestDecodeBudgetCapsReservedRoom: the room set aside for the estimated
+// length of the inventory's lists stays within the budget for all of them
+// together, even when each list starts with tiny entries and the rest of
+// the document is filler that makes every one of them look long. Room for
+// twice the entries decoded, which appending alone may leave, comes on top.
+func TestDecodeBudgetCapsReservedRoom(t *testing.T) {
+	const budget = 1 << 20
+	n := 2*estimateAfter + 1
+	list := "[" + strings.Repeat("{},", n-1) + "{}]"
+	doc := `{"containers":` + list + `,"host_processes":` + list + `,"pending_processes":` + list +
+		`,"gpus":` + list + `,"x":"` + strings.Repeat("x", 8*budget) + `"}`
+	var inv Inventory
+	if err := decodeWithBudget(doc, &inv, budget); err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Containers) != n || len(inv.HostProcesses) != n || len(inv.PendingProcesses) != n || len(inv.GPUs) != n {
+		t.Fatalf("decoded %d, %d, %d and %d entries, want %d of each", len(inv.Containers),
+			len(inv.HostProcesses), len(inv.PendingProcesses), len(inv.GPUs), n)
+	}
+	room, entries := 0, 0
+	for _, l := range []struct {
+		len, cap int
+		size     uintptr
+	}{
+		{len(inv.Containers), cap(inv.Containers), reflect.TypeFor[Container]().Size()},
+		{len(inv.HostProcesses), cap(inv.HostProcesses), reflect.TypeFor[HostProcess]().Size()},
+		{len(inv.PendingProcesses), cap(inv.PendingProcesses), reflect.TypeFor[HostProcess]().Size()},
+		{len(inv.GPUs), cap(inv.GPUs), reflect.TypeFor[GPUDevice]().Size()},
+	} {
+		room += l.cap * int(l.size)
+		entries += l.len * int(l.size)
+	}
+	if room-2*entries > budget {
+		t.Errorf("lists hold room for %d bytes, %d entries' worth; the budget is %d", room, entries, budget)
 	}
 }
 
