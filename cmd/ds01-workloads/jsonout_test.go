@@ -307,7 +307,7 @@ func TestWriteJSONMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gpus := newGPUIndex(inv.GPUs)
+			gpus := inventory.NewGPUIndex(inv.GPUs)
 			checkWritesSameJSON(t, inv, newRows(inv, gpus, fixedNow))
 		})
 	}

@@ -382,7 +382,7 @@ func TestColumnsAreRowMethods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gpus := newGPUIndex(inv.GPUs)
+	gpus := inventory.NewGPUIndex(inv.GPUs)
 	for _, r := range newRows(inv, gpus, fixedNow) {
 		v := reflect.ValueOf(r)
 		for _, c := range allColumns {

@@ -60,7 +60,7 @@ func loadInventory(path string) (*inventory.Inventory, error) {
 // render prints the workloads opts select from inv in the output opts ask
 // for.
 func render(w *bufio.Writer, inv *inventory.Inventory, opts options, st style, now time.Time) error {
-	gpus := newGPUIndex(inv.GPUs)
+	gpus := inventory.NewGPUIndex(inv.GPUs)
 	rows, hidden := opts.filter.apply(newRows(inv, gpus, now), gpus)
 	switch {
 	case opts.json:

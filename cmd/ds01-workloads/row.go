@@ -22,7 +22,7 @@ type row struct {
 
 // newRows makes the rows of an inventory, newest first as docker ps lists
 // them; a workload whose start is unknown comes last.
-func newRows(inv *inventory.Inventory, gpus gpuIndex, now time.Time) []row {
+func newRows(inv *inventory.Inventory, gpus inventory.GPUIndex, now time.Time) []row {
 	ws := inv.Workloads()
 	rows := make([]row, len(ws))
 	for i := range ws {

@@ -54,30 +54,8 @@ func TestBytesText(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func TestCovers(t *testing.T) {
-	tests := []struct {
-		held, g string
-		want    bool
-	}{
-		{"0", "0", true},
-		{"all", "3", true},
-		{"all", "2:1", true},
-		{"2", "2:1", true},
-		{"2:1", "2", false},
-		{"2:1", "2:2", false},
-		{"1", "10", false},
-		{"1", "10:1", false},
-		{"0", "1", false},
-	}
-	for _, tc := range tests {
-		if got := covers(tc.held, tc.g); got != tc.want {
-			t.Errorf("covers(%q, %q) = %v, want %v", tc.held, tc.g, got, tc.want)
-		}
-	}
-}
-
 func TestOutsideDeclared(t *testing.T) {
-	gpus := newGPUIndex([]inventory.GPUDevice{{ID: "0", UUID: "GPU-aaa"}, {ID: "1", UUID: "GPU-bbb"}, {ID: "2:1", UUID: "MIG-ccc", Parent: "2"}})
+	gpus := inventory.NewGPUIndex([]inventory.GPUDevice{{ID: "0", UUID: "GPU-aaa"}, {ID: "1", UUID: "GPU-bbb"}, {ID: "2:1", UUID: "MIG-ccc", Parent: "2"}})
 	procs := func(gs ...string) []inventory.GPUProcess {
 		var ps []inventory.GPUProcess
 		for i, g := range gs {

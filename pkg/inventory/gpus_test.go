@@ -58,8 +58,8 @@ func TestGPUCovers(t *testing.T) {
 		held, g string
 		want    bool
 	}{
-		{"0", "0", true}, {"all", "3:1", true}, {"2", "2:1", true}, {"2:1", "2", false},
-		{"2:1", "2:2", false}, {"1", "10", false}, {"1", "1:0", true},
+		{"0", "0", true}, {"all", "3", true}, {"all", "3:1", true}, {"2", "2:1", true}, {"2:1", "2", false},
+		{"2:1", "2:2", false}, {"1", "10", false}, {"1", "10:1", false}, {"1", "1:0", true}, {"0", "1", false},
 	} {
 		if got := GPUCovers(tc.held, tc.g); got != tc.want {
 			t.Errorf("GPUCovers(%q, %q) = %v, want %v", tc.held, tc.g, got, tc.want)
