@@ -222,11 +222,7 @@ func (j *jsonWriter) source(s inventory.SourceStatus) {
 	j.field("ok")
 	j.bool(s.OK)
 	j.field("error")
-	if s.Error == "" {
-		j.null()
-	} else {
-		j.string(s.Error)
-	}
+	j.stringOrNull(s.Error)
 	j.field("last_success")
 	if s.LastSuccess == nil {
 		j.null()
@@ -234,12 +230,18 @@ func (j *jsonWriter) source(s inventory.SourceStatus) {
 		j.time(s.LastSuccess.UTC())
 	}
 	j.field("warning")
-	if s.Warning == "" {
-		j.null()
-	} else {
-		j.string(s.Warning)
-	}
+	j.stringOrNull(s.Warning)
 	j.close('}')
+}
+
+// stringOrNull appends s, or null for "": where the inventory leaves a
+// string out, the document says there is none.
+func (j *jsonWriter) stringOrNull(s string) {
+	if s == "" {
+		j.null()
+		return
+	}
+	j.string(s)
 }
 
 // workload appends w, its members named and ordered as the json tags of
