@@ -23,12 +23,14 @@ import (
 // win, since two readers of such a file could each see a different value.
 // Like encoding/json it matches keys case-insensitively when there is no
 // exact match, replaces invalid UTF-8 with U+FFFD, leaves a non-pointer
-// field unchanged on null, and skips keys it does not know.
+// field unchanged on null, and skips keys it does not know. Unlike it, it
+// refuses a document whose lists and maps would take more than
+// maxDecodedBytes once decoded.
 
 // maxDepth is how deeply values may nest, as in encoding/json.
 const maxDepth = 10000
 
-// decodeError carries a decoding failure up to decodeInventory.
+// decodeError carries a decoding failure up to decodeWithBudget.
 type decodeError struct{ err error }
 
 // decoder reads one JSON document from data.
