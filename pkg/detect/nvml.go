@@ -46,7 +46,7 @@ type GPUSample struct {
 	// never becomes a sample.
 	PID int
 	// GPU is the device ID: "0", or "0:1" for a MIG instance (GPU index :
-	// GPU instance ID).
+	// MIG device index).
 	GPU     string
 	GPUUUID string
 	// Kind is inventory.KindCompute, KindGraphics or KindMPS. A process in
@@ -355,10 +355,15 @@ func (n *NVML) readMIGDevices(parent *nvmlDeviceRead, h nvml.Device, index int, 
 	return devs, samples
 }
 
-// readMIGDevice reads one MIG instance. Its ID is "<gpu>:<gpu instance>";
-// when the instance ID cannot be read, "<gpu>:slot<n>" keeps it listed.
+// readMIGDevice reads one MIG instance. Its ID is "<gpu>:<MIG device
+// index>", the index NVML gives it under its GPU: the number nvidia-smi -L
+// shows ("MIG 1g.10gb Device 1") and the one after the colon in
+// NVIDIA_VISIBLE_DEVICES and --gpus device=0:1, so that what a container
+// declared and where its processes run compare. The GPU and compute
+// instance IDs are recorded beside it; they are not unique alone (two
+// compute instances share a GPU instance).
 func (n *NVML) readMIGDevice(r *nvmlDeviceRead, mh nvml.Device, index, slot int, lastSample map[string]uint64) []GPUSample {
-	r.dev.ID = fmt.Sprintf("%d:slot%d", index, slot)
+	r.dev.ID = fmt.Sprintf("%d:%d", index, slot)
 	gi, ret := mh.GetGpuInstanceId()
 	if ret != nvml.SUCCESS {
 		if r.fail("read GPU instance ID", ret) {
@@ -366,7 +371,6 @@ func (n *NVML) readMIGDevice(r *nvmlDeviceRead, mh nvml.Device, index, slot int,
 		}
 	} else {
 		r.dev.GPUInstanceID = &gi
-		r.dev.ID = fmt.Sprintf("%d:%d", index, gi)
 	}
 	ci, ret := mh.GetComputeInstanceId()
 	if ret != nvml.SUCCESS {

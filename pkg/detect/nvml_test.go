@@ -361,7 +361,7 @@ func enableMockMIG(s *server.Server, index int, instances ...mockMIGInstance) []
 	for _, in := range instances {
 		d := dgxa100.NewDevice(index)
 		prepareMockDevice(d)
-		d.UUID = fmt.Sprintf("MIG-%08d-0000-0000-0000-%012d", index, in.gi)
+		d.UUID = fmt.Sprintf("MIG-%08d-0000-0000-0000-%012d", index, in.slot)
 		d.MemoryInfo = nvml.Memory{Total: 5 * nvmlGiB, Used: nvmlGiB}
 		d.GetNameFunc = func() (string, nvml.Return) { return "NVIDIA A100-SXM4-40GB MIG 1g.5gb", nvml.SUCCESS }
 		d.GetPersistenceModeFunc = nil // never asked of a MIG device
@@ -404,7 +404,7 @@ func TestObserveMIG(t *testing.T) {
 			name:  "two instances with their processes, parent not listing them again",
 			setup: twoInstances,
 			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
-				if want := []string{"0", "1", "1:3", "1:5", "2", "3", "4", "5", "6", "7"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
+				if want := []string{"0", "1", "1:0", "1:4", "2", "3", "4", "5", "6", "7"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
 					t.Fatalf("GPU IDs %v, want %v", nvmlGPUIDs(obs), want)
 				}
 				parent := findNVMLGPU(t, obs, "1")
@@ -413,19 +413,19 @@ func TestObserveMIG(t *testing.T) {
 				}
 				gi, ci := 3, 0
 				want := inventory.GPUDevice{
-					ID: "1:3", Index: 1, UUID: migs[0].UUID, Name: "NVIDIA A100-SXM4-40GB MIG 1g.5gb", Parent: "1",
+					ID: "1:0", Index: 1, UUID: migs[0].UUID, Name: "NVIDIA A100-SXM4-40GB MIG 1g.5gb", Parent: "1",
 					GPUInstanceID: &gi, ComputeInstanceID: &ci,
 					MemoryTotalBytes: nvmlU64(5 * nvmlGiB), MemoryUsedBytes: nvmlU64(nvmlGiB), UnknownProcesses: 1,
 				}
-				if got := findNVMLGPU(t, obs, "1:3"); !reflect.DeepEqual(got, want) {
-					t.Errorf("MIG 1:3:\n got %+v\nwant %+v", got, want)
+				if got := findNVMLGPU(t, obs, "1:0"); !reflect.DeepEqual(got, want) {
+					t.Errorf("MIG 1:0:\n got %+v\nwant %+v", got, want)
 				}
-				if g := findNVMLGPU(t, obs, "1:5"); g.GPUInstanceID == nil || *g.GPUInstanceID != 5 || g.Parent != "1" || g.UUID != migs[1].UUID {
-					t.Errorf("MIG 1:5 %+v", g)
+				if g := findNVMLGPU(t, obs, "1:4"); g.GPUInstanceID == nil || *g.GPUInstanceID != 5 || g.Parent != "1" || g.UUID != migs[1].UUID {
+					t.Errorf("MIG 1:4 %+v", g)
 				}
 				wantSamples := []GPUSample{
-					{PID: 300, GPU: "1:3", GPUUUID: migs[0].UUID, Kind: inventory.KindCompute, MemoryBytes: nvmlU64(nvmlGiB)},
-					{PID: 500, GPU: "1:5", GPUUUID: migs[1].UUID, Kind: inventory.KindCompute, MemoryBytes: nvmlU64(2 * nvmlGiB)},
+					{PID: 300, GPU: "1:0", GPUUUID: migs[0].UUID, Kind: inventory.KindCompute, MemoryBytes: nvmlU64(nvmlGiB)},
+					{PID: 500, GPU: "1:4", GPUUUID: migs[1].UUID, Kind: inventory.KindCompute, MemoryBytes: nvmlU64(2 * nvmlGiB)},
 				}
 				if !reflect.DeepEqual(obs.Samples, wantSamples) {
 					t.Errorf("samples:\n got %s\nwant %s", fmtGPUSamples(obs.Samples), fmtGPUSamples(wantSamples))
@@ -462,8 +462,8 @@ func TestObserveMIG(t *testing.T) {
 				if g := findNVMLGPU(t, obs, "1"); g.Lost || !strings.Contains(g.Error, "get MIG device 2: ERROR_UNKNOWN") {
 					t.Errorf("parent %+v, want the slot's error", g)
 				}
-				findNVMLGPU(t, obs, "1:3")
-				findNVMLGPU(t, obs, "1:5")
+				findNVMLGPU(t, obs, "1:0")
+				findNVMLGPU(t, obs, "1:4")
 				if len(obs.Samples) != 2 {
 					t.Errorf("samples %s, want two", fmtGPUSamples(obs.Samples))
 				}
@@ -481,10 +481,10 @@ func TestObserveMIG(t *testing.T) {
 				if g := findNVMLGPU(t, obs, "1"); !g.Lost || !strings.Contains(g.Error, "ERROR_GPU_IS_LOST") {
 					t.Errorf("parent %+v, want lost", g)
 				}
-				if g := findNVMLGPU(t, obs, "1:3"); !g.Lost {
-					t.Errorf("MIG 1:3 %+v, want lost", g)
+				if g := findNVMLGPU(t, obs, "1:0"); !g.Lost {
+					t.Errorf("MIG 1:0 %+v, want lost", g)
 				}
-				if want := []string{"0", "1", "1:3", "2", "3", "4", "5", "6", "7"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
+				if want := []string{"0", "1", "1:0", "2", "3", "4", "5", "6", "7"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
 					t.Errorf("GPU IDs %v, want %v (no slot read after the loss)", nvmlGPUIDs(obs), want)
 				}
 				if len(obs.Samples) != 1 || obs.Samples[0].PID != 22 {
@@ -493,19 +493,37 @@ func TestObserveMIG(t *testing.T) {
 			},
 		},
 		{
-			name: "an instance whose GPU instance ID cannot be read keeps a slot ID",
+			name: "an instance whose GPU instance ID cannot be read keeps its index",
 			setup: func(s *server.Server) []*server.Device {
 				migs := twoInstances(s)
 				migs[1].GetGpuInstanceIdFunc = func() (int, nvml.Return) { return 0, nvml.ERROR_UNKNOWN }
 				return migs
 			},
 			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
-				g := findNVMLGPU(t, obs, "1:slot4")
+				g := findNVMLGPU(t, obs, "1:4")
 				if g.GPUInstanceID != nil || g.UUID != migs[1].UUID || !strings.Contains(g.Error, "read GPU instance ID") {
 					t.Errorf("MIG in slot 4 %+v", g)
 				}
-				if len(obs.Samples) != 2 || obs.Samples[1].GPU != "1:slot4" {
-					t.Errorf("samples %s, want PID 500 on 1:slot4", fmtGPUSamples(obs.Samples))
+				if len(obs.Samples) != 2 || obs.Samples[1].GPU != "1:4" {
+					t.Errorf("samples %s, want PID 500 on 1:4", fmtGPUSamples(obs.Samples))
+				}
+			},
+		},
+		{
+			name: "two compute instances of one GPU instance are two devices",
+			setup: func(s *server.Server) []*server.Device {
+				return enableMockMIG(s, 1,
+					mockMIGInstance{slot: 0, gi: 3, ci: 0, procs: []nvml.ProcessInfo{{Pid: 300, UsedGpuMemory: nvmlGiB}}},
+					mockMIGInstance{slot: 1, gi: 3, ci: 1, procs: []nvml.ProcessInfo{{Pid: 301, UsedGpuMemory: nvmlGiB}}},
+				)
+			},
+			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
+				a, b := findNVMLGPU(t, obs, "1:0"), findNVMLGPU(t, obs, "1:1")
+				if *a.GPUInstanceID != 3 || *b.GPUInstanceID != 3 || *a.ComputeInstanceID != 0 || *b.ComputeInstanceID != 1 {
+					t.Errorf("instances %+v and %+v, want GPU instance 3 with compute instances 0 and 1", a, b)
+				}
+				if len(obs.Samples) != 2 || obs.Samples[0].GPU != "1:0" || obs.Samples[1].GPU != "1:1" {
+					t.Errorf("samples %s, want PID 300 on 1:0 and 301 on 1:1", fmtGPUSamples(obs.Samples))
 				}
 			},
 		},

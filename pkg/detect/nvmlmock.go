@@ -35,8 +35,8 @@ import (
 //	  ]
 //	}
 //
-// A process's gpu is an index, or "<index>:<gi>" for a MIG instance listed
-// under "mig"; its kind is compute (default), graphics or mps; an absent
+// A process's gpu is an index, or "<index>:<n>" for the n-th MIG instance
+// listed under "mig" (its MIG device index, as ds01 names it); its kind is compute (default), graphics or mps; an absent
 // memory_bytes is NVML's "not available". PIDs 0 and 4294967295 are
 // allowed, to stand for what a driver/library mismatch reports. UUIDs are
 // fixed by position, so separate scans see the same GPUs.
@@ -174,12 +174,14 @@ func (f *mockNVMLFile) build() (*server.Server, error) {
 		if len(instances) > mockMaxMIGInstances {
 			return nil, fmt.Errorf("mig: GPU %d has %d instances, at most %d", i, len(instances), mockMaxMIGInstances)
 		}
-		for _, in := range instances {
-			id := fmt.Sprintf("%d:%d", i, in.GI)
-			if _, dup := data[id]; dup || in.GI < 0 || in.CI < 0 {
-				return nil, fmt.Errorf("mig: GPU %d: GPU instance %d given twice or negative", i, in.GI)
+		seen := map[[2]int]bool{}
+		for n, in := range instances {
+			if key := [2]int{in.GI, in.CI}; seen[key] || in.GI < 0 || in.CI < 0 {
+				return nil, fmt.Errorf("mig: GPU %d: GPU instance %d, compute instance %d given twice or negative", i, in.GI, in.CI)
+			} else {
+				seen[key] = true
 			}
-			data[id] = &mockDeviceData{lists: map[string][]nvml.ProcessInfo{}}
+			data[fmt.Sprintf("%d:%d", i, n)] = &mockDeviceData{lists: map[string][]nvml.ProcessInfo{}}
 		}
 	}
 	for _, p := range f.Processes {
@@ -188,7 +190,7 @@ func (f *mockNVMLFile) build() (*server.Server, error) {
 			return nil, fmt.Errorf("process %d: no device %q", p.PID, p.GPU)
 		}
 		if _, mig := f.MIG[string(p.GPU)]; mig {
-			return nil, fmt.Errorf("process %d: GPU %s is in MIG mode; name one of its instances (\"%s:<gi>\")", p.PID, p.GPU, p.GPU)
+			return nil, fmt.Errorf("process %d: GPU %s is in MIG mode; name one of its instances (\"%s:<n>\")", p.PID, p.GPU, p.GPU)
 		}
 		kind := p.Kind
 		if kind == "" {
@@ -268,7 +270,7 @@ func setMockMIG(parent *server.Device, index int, config gpus.Config, instances 
 	aggregate := &mockDeviceData{lists: map[string][]nvml.ProcessInfo{}}
 	handles := make([]nvml.Device, len(instances))
 	for slot, in := range instances {
-		own := data[fmt.Sprintf("%d:%d", index, in.GI)]
+		own := data[fmt.Sprintf("%d:%d", index, slot)]
 		for kind, l := range own.lists {
 			for _, p := range l {
 				p.GpuInstanceId, p.ComputeInstanceId = uint32(in.GI), uint32(in.CI)
@@ -278,7 +280,7 @@ func setMockMIG(parent *server.Device, index int, config gpus.Config, instances 
 		aggregate.used += own.used
 
 		m := server.NewDeviceFromConfig(config, index)
-		m.UUID = fmt.Sprintf("MIG-d5010000-%04d-4000-8000-%012d", index, in.GI)
+		m.UUID = fmt.Sprintf("MIG-d5010000-%04d-4000-8000-%012d", index, slot)
 		profile := in.Profile
 		if profile == "" {
 			profile = "1g.5gb"

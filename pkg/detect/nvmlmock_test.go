@@ -113,26 +113,26 @@ func TestNVMLFromMockFileStableUUIDs(t *testing.T) {
 
 func TestNVMLFromMockFileMIG(t *testing.T) {
 	obs, err := observeMockFile(t, `{"gpus": 2, "mig": {"1": [{"gi": 1, "ci": 0}, {"gi": 2, "profile": "3g.20gb", "memory_bytes": 21474836480}]},
-		"processes": [{"gpu": "1:1", "pid": 100, "memory_bytes": 1073741824}, {"gpu": "1:2", "pid": 200, "kind": "mps"}, {"gpu": 0, "pid": 300}]}`)
+		"processes": [{"gpu": "1:0", "pid": 100, "memory_bytes": 1073741824}, {"gpu": "1:1", "pid": 200, "kind": "mps"}, {"gpu": 0, "pid": 300}]}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"0", "1", "1:1", "1:2"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
+	if want := []string{"0", "1", "1:0", "1:1"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
 		t.Fatalf("GPU IDs %v, want %v", nvmlGPUIDs(obs), want)
 	}
 	if g := findNVMLGPU(t, obs, "1"); !g.MIGEnabled || g.MemoryUsedBytes == nil || *g.MemoryUsedBytes != nvmlGiB {
 		t.Errorf("GPU 1 %+v, want MIG enabled using 1 GiB", g)
 	}
-	m := findNVMLGPU(t, obs, "1:2")
+	m := findNVMLGPU(t, obs, "1:1")
 	if m.Parent != "1" || m.GPUInstanceID == nil || *m.GPUInstanceID != 2 || m.ComputeInstanceID == nil || *m.ComputeInstanceID != 0 ||
 		m.Name != "Mock NVIDIA A100-SXM4-40GB MIG 3g.20gb" || *m.MemoryTotalBytes != 20*nvmlGiB || m.Error != "" || m.PersistenceMode != nil {
-		t.Errorf("MIG 1:2 %+v", m)
+		t.Errorf("MIG 1:1 %+v", m)
 	}
 	var got []string
 	for _, s := range obs.Samples {
 		got = append(got, s.GPU+"/"+s.Kind)
 	}
-	if want := []string{"0/compute", "1:1/compute", "1:2/mps"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"0/compute", "1:0/compute", "1:1/mps"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("samples %v, want %v", got, want)
 	}
 }
@@ -189,7 +189,7 @@ func TestNVMLFromMockFileInvalid(t *testing.T) {
 		{"process on a MIG parent", `{"gpus": 2, "mig": {"1": [{"gi": 1}]}, "processes": [{"gpu": 1, "pid": 1}]}`, "MIG mode"},
 		{"bad kind", `{"processes": [{"gpu": 0, "pid": 1, "kind": "cuda"}]}`, "kind"},
 		{"bad gpu", `{"processes": [{"gpu": true, "pid": 1}]}`, "gpu must be"},
-		{"duplicate GPU instance", `{"mig": {"0": [{"gi": 1}, {"gi": 1, "ci": 1}]}}`, "twice"},
+		{"duplicate MIG instance", `{"mig": {"0": [{"gi": 1, "ci": 1}, {"gi": 1, "ci": 1}]}}`, "twice"},
 		{"MIG on a missing GPU", `{"gpus": 1, "mig": {"4": [{"gi": 1}]}}`, "no GPU"},
 		{"lost missing GPU", `{"gpus": 1, "lost": [1]}`, "no GPU 1"},
 	}

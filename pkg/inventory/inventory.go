@@ -65,7 +65,8 @@ type Inventory struct {
 // GPUDevice is one GPU, or one MIG instance of a GPU, as NVML reports it.
 type GPUDevice struct {
 	// ID is how ds01 names the device: the index ("0") for a GPU, and
-	// "<gpu>:<gpu instance>" ("0:1") for a MIG instance.
+	// "<gpu>:<MIG device index>" ("0:1") for a MIG instance, numbered as
+	// nvidia-smi -L, --gpus device= and NVIDIA_VISIBLE_DEVICES number them.
 	ID string `json:"id"`
 	// Index is the NVML index of the GPU (the parent's, for MIG).
 	Index int    `json:"index"`
