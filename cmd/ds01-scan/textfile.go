@@ -133,7 +133,7 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 	}
 	onGPU := metric{name: "ds01_gpu_workloads", typ: "gauge",
 		help: "Workloads that hold or use the GPU or MIG instance (up, or with a process on it); 0: free."}
-	holders := inv.GPUWorkloads()
+	holders := inventory.GPUWorkloads(inv.GPUs, workloads)
 	for _, d := range inv.GPUs {
 		onGPU.samples = append(onGPU.samples, sample{[][2]string{{"gpu", d.ID}, {"uuid", d.UUID}, {"name", capLabel(d.Name)}}, float64(holders[d.ID])})
 	}

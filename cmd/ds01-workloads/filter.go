@@ -44,11 +44,7 @@ func (f filter) hiddenByDefault(w *inventory.Workload) bool {
 	case inventory.TypeHostProcess, inventory.TypeUnknown:
 		return false
 	}
-	switch w.Status {
-	case "running", "paused", "restarting":
-		return false
-	}
-	return true
+	return !inventory.IsUp(w.Status)
 }
 
 func (f filter) matches(r row, gpus inventory.GPUIndex) bool {

@@ -43,22 +43,22 @@ func IsGPUUUID(name string) bool {
 	return strings.HasPrefix(name, "GPU-") || strings.HasPrefix(name, "MIG-")
 }
 
-// GPUWorkloads counts, for each device of the inventory's GPU list (GPUs
-// and MIG instances, by ID), the workloads on it: those that declared or
-// use it (a workload on a MIG instance counts for its GPU too, one with
-// "all" for every device) and are up or have a process on a GPU. A device
-// at 0 is free.
-func (inv *Inventory) GPUWorkloads() map[string]int {
-	idx := NewGPUIndex(inv.GPUs)
-	counts := make(map[string]int, len(inv.GPUs))
-	for _, d := range inv.GPUs {
+// GPUWorkloads counts, for each of devices (GPUs and MIG instances, by
+// ID), the workloads on it: those that declared or use it (a workload on a
+// MIG instance counts for its GPU too, one with "all" for every device) and
+// are up or have a process on a GPU. A device at 0 is free. workloads are
+// an inventory's Workloads, devices its GPUs.
+func GPUWorkloads(devices []GPUDevice, workloads []Workload) map[string]int {
+	idx := NewGPUIndex(devices)
+	counts := make(map[string]int, len(devices))
+	for _, d := range devices {
 		counts[d.ID] = 0
 	}
-	for _, w := range inv.Workloads() {
-		if !w.HasGPU || !w.GPUObserved && !isUp(w.Status) {
+	for _, w := range workloads {
+		if !w.HasGPU || !w.GPUObserved && !IsUp(w.Status) {
 			continue
 		}
-		for _, d := range inv.GPUs {
+		for _, d := range devices {
 			for _, g := range w.GPUs {
 				if GPUsOverlap(idx.ID(g), d.ID) {
 					counts[d.ID]++
@@ -70,8 +70,8 @@ func (inv *Inventory) GPUWorkloads() map[string]int {
 	return counts
 }
 
-// isUp reports a container state in which it holds what it was given, as
+// IsUp reports a container state in which it holds what it was given, as
 // docker ps counts up: running, paused or restarting.
-func isUp(status string) bool {
+func IsUp(status string) bool {
 	return status == "running" || status == "paused" || status == "restarting"
 }

@@ -46,7 +46,7 @@ func TestGPUWorkloads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			inv := &Inventory{GPUs: gpus, Containers: tc.containers, HostProcesses: tc.procs,
 				Sources: map[string]SourceStatus{SourceNVML: {OK: true}}}
-			if got := inv.GPUWorkloads(); !reflect.DeepEqual(got, tc.want) {
+			if got := GPUWorkloads(inv.GPUs, inv.Workloads()); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("GPUWorkloads = %v, want %v", got, tc.want)
 			}
 		})
