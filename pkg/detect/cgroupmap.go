@@ -3,6 +3,8 @@ package detect
 import (
 	"strconv"
 	"strings"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
 )
 
 // Container runtimes ContainerFromCgroup names.
@@ -25,9 +27,6 @@ const (
 	// runners set /actions_job daemon-wide), or containerd's namespaces.
 	RuntimeUnknown = "unknown"
 )
-
-// containerIDLen is the length of a full container ID in hex digits.
-const containerIDLen = 64
 
 // ContainerFromCgroup says which container a process is in, from the lines
 // of its /proc/<pid>/cgroup. It returns the full 64-hex ID and one of the
@@ -105,17 +104,17 @@ func containerComponent(above []string, c string) (id, runtime string) {
 			{"nerdctl-", RuntimeContainerd},
 			{"crio-", RuntimeCRIO},
 		} {
-			if rest, ok := strings.CutPrefix(scope, p.prefix); ok && isContainerID(rest) {
+			if rest, ok := strings.CutPrefix(scope, p.prefix); ok && inventory.ValidContainerID(rest) {
 				return rest, p.runtime
 			}
 		}
 		return "", ""
 	}
-	if rest, ok := strings.CutPrefix(c, "libpod-"); ok && isContainerID(rest) {
+	if rest, ok := strings.CutPrefix(c, "libpod-"); ok && inventory.ValidContainerID(rest) {
 		// Podman's cgroupfs manager: /libpod_parent/libpod-<id>.
 		return rest, RuntimePodman
 	}
-	if !isContainerID(c) {
+	if !inventory.ValidContainerID(c) {
 		return "", ""
 	}
 	// cgroupfs drivers: a bare ID under its parent.
@@ -147,20 +146,6 @@ func hasComponent(parts []string, name string) bool {
 	return false
 }
 
-// isContainerID accepts exactly 64 lowercase hex digits: engines write IDs
-// only that way, and anything looser lets unrelated hex-bearing names in.
-func isContainerID(s string) bool {
-	if len(s) != containerIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // SessionUID returns the uid of the host login session a process is in,
 // from the user-<uid>.slice that systemd-logind puts every session and user

@@ -12,6 +12,8 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
 )
 
 // Fuzz targets for the parsers and rules that read what processes and
@@ -80,7 +82,7 @@ func checkContainerFromCgroup(t *testing.T, lines []CgroupLine) {
 	if (id == "") != (rt == "") {
 		t.Fatalf("ContainerFromCgroup(%+v) = %q, %q: an ID without a runtime or a runtime without an ID", lines, id, rt)
 	}
-	if id != "" && !isContainerID(id) {
+	if id != "" && !inventory.ValidContainerID(id) {
 		t.Fatalf("ContainerFromCgroup(%+v) = %q: not 64 lowercase hex digits", lines, id)
 	}
 	switch rt {

@@ -157,7 +157,7 @@ func (d *decoder) scanInfo(s *ScanInfo) {
 	})
 }
 
-var sourceKeys = newKeySet("ok", "error", "last_success", "warning")
+var sourceKeys = newKeySet("ok", "error", "last_success", "warning", "duration_ms")
 
 func (d *decoder) sourceStatus(s *SourceStatus) {
 	d.object(sourceKeys, func(key string) {
@@ -170,6 +170,8 @@ func (d *decoder) sourceStatus(s *SourceStatus) {
 			decodePtr(d, &s.LastSuccess, (*decoder).time)
 		case "warning":
 			d.string(&s.Warning)
+		case "duration_ms":
+			d.int64(&s.DurationMS)
 		}
 	})
 }

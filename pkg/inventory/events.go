@@ -7,10 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 )
 
 // MaxEventLine is the size every event line stays under, newline included,
@@ -160,7 +158,7 @@ func EncodeEvent(e Event) ([]byte, error) {
 	if len(line) < MaxEventLine {
 		return line, nil
 	}
-	e.User = truncateString(e.User, 64)
+	e.User = Truncate(e.User, 64)
 	for _, limit := range []int{512, 128, 32} {
 		e.Details = shrinkDetails(e.Details, limit)
 		if line, err = marshalLine(e); err != nil || len(line) < MaxEventLine {
@@ -200,7 +198,7 @@ func shrinkDetails(details map[string]any, limit int) map[string]any {
 			out[k] = s // keys and states are short; an ID must stay whole
 			continue
 		}
-		out[truncateString(k, 64)] = shrinkValue(v, limit)
+		out[Truncate(k, 64)] = shrinkValue(v, limit)
 	}
 	out["truncated"] = true
 	return out
@@ -209,12 +207,12 @@ func shrinkDetails(details map[string]any, limit int) map[string]any {
 func shrinkValue(v any, limit int) any {
 	switch x := v.(type) {
 	case string:
-		return truncateString(x, limit)
+		return Truncate(x, limit)
 	case []string:
 		n := min(len(x), max(limit/8, 2))
 		out := make([]string, n)
 		for i := range n {
-			out[i] = truncateString(x[i], limit)
+			out[i] = Truncate(x[i], limit)
 		}
 		return out
 	case map[string]string:
@@ -223,7 +221,7 @@ func shrinkValue(v any, limit int) any {
 			if len(out) >= max(limit/8, 2) {
 				break
 			}
-			out[truncateString(k, 64)] = truncateString(s, limit)
+			out[Truncate(k, 64)] = Truncate(s, limit)
 		}
 		return out
 	case map[string]any:
@@ -232,18 +230,6 @@ func shrinkValue(v any, limit int) any {
 	return v
 }
 
-// truncateString cuts s to at most limit bytes on a rune boundary, marking
-// the cut with an ellipsis.
-func truncateString(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strings.ToValidUTF8(s[:cut], "\uFFFD") + "…"
-}
 
 // NewEvent builds the event for t. scanID is the scan writing it; baseScanID
 // the scan whose inventory it was computed against, so that an event

@@ -125,6 +125,9 @@ type SourceStatus struct {
 	// Warning says what an answering source could not see, and why: a
 	// blind spot an admin can fix. Empty when it saw everything.
 	Warning string `json:"warning,omitempty"`
+	// DurationMS is how long the source took on the last scan, in
+	// milliseconds: a source that hangs shows here, at its budget.
+	DurationMS int64 `json:"duration_ms"`
 }
 
 // GPUAccess is what a container declared about GPUs when it was created.
@@ -295,6 +298,10 @@ type HostProcess struct {
 	// SMUtilPercent is the process's SM utilisation where NVML samples it.
 	SMUtilPercent *uint32 `json:"sm_util_percent,omitempty"`
 }
+
+// IsProcessType reports whether a workload type is one of a process
+// (TypeHostProcess, TypeSystem) rather than a container's.
+func IsProcessType(t string) bool { return t == TypeHostProcess || t == TypeSystem }
 
 // Key returns the process key: PID and start ticks.
 func (p HostProcess) Key() ProcessKey { return ProcessKey{PID: p.PID, StartTicks: p.StartTicks} }

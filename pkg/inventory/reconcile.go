@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"slices"
 	"sort"
 	"time"
 )
@@ -25,8 +26,10 @@ const (
 // Observation is what one scan saw, filled in by the sources. Reconcile
 // trusts a section only when the source behind it answered.
 type Observation struct {
-	// Sources maps each source attempted to its outcome.
-	Sources map[string]SourceResult
+	// Sources maps each source attempted to its outcome: OK, Error,
+	// Warning and DurationMS as the source answered. LastSuccess is
+	// Reconcile's to set.
+	Sources map[string]SourceStatus
 	// Containers is every container the Docker engine listed; meaningful
 	// only when Sources[SourceDocker].OK.
 	Containers []Container
@@ -43,14 +46,6 @@ type Observation struct {
 	// scan (lost, or a failing call). Absence from them proves nothing, so
 	// processes last seen there are kept, stale, instead of exiting.
 	UnreadGPUs []string
-}
-
-// SourceResult is the outcome of one source on one scan.
-type SourceResult struct {
-	OK    bool
-	Error string
-	// Warning is what an answering source could not see (SourceStatus.Warning).
-	Warning string
 }
 
 // Transition is one change between two inventories; each becomes one event.
@@ -104,7 +99,7 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 		cs, t := reconcileContainers(prev.Containers, obs, now)
 		next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
 	} else {
-		next.Containers = append(next.Containers, markStale(prev.Containers)...)
+		next.Containers = append(next.Containers, markStale(prev.Containers, func(c *Container) { c.Stale = true })...)
 	}
 
 	if obs.ProcessesObserved {
@@ -113,7 +108,7 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 		next.PendingProcesses = append(next.PendingProcesses, pending...)
 		ts = append(ts, t...)
 	} else {
-		next.HostProcesses = append(next.HostProcesses, markStaleProcs(prev.HostProcesses)...)
+		next.HostProcesses = append(next.HostProcesses, markStale(prev.HostProcesses, func(p *HostProcess) { p.Stale = true })...)
 		next.PendingProcesses = append(next.PendingProcesses, prev.PendingProcesses...)
 	}
 	return next, ts
@@ -131,13 +126,13 @@ func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inv
 		old, known := prev.Sources[name]
 		if res.OK {
 			at := now
-			next.Sources[name] = SourceStatus{OK: true, LastSuccess: &at, Warning: res.Warning}
+			next.Sources[name] = SourceStatus{OK: true, LastSuccess: &at, Warning: res.Warning, DurationMS: res.DurationMS}
 			if known && !old.OK {
 				ts = append(ts, Transition{Type: EventSourceRecovered, Source: name})
 			}
 			continue
 		}
-		st := SourceStatus{Error: res.Error}
+		st := SourceStatus{Error: res.Error, DurationMS: res.DurationMS}
 		if known {
 			st.LastSuccess = old.LastSuccess
 		}
@@ -285,20 +280,12 @@ func onAny(gpus []string, set map[string]bool) bool {
 	return false
 }
 
-func markStale(cs []Container) []Container {
-	out := make([]Container, len(cs))
-	for i, c := range cs {
-		c.Stale = true
-		out[i] = c
-	}
-	return out
-}
-
-func markStaleProcs(ps []HostProcess) []HostProcess {
-	out := make([]HostProcess, len(ps))
-	for i, p := range ps {
-		p.Stale = true
-		out[i] = p
+// markStale returns a copy of items, each marked by mark: what a source
+// that is down last said, kept.
+func markStale[T any](items []T, mark func(*T)) []T {
+	out := slices.Clone(items)
+	for i := range out {
+		mark(&out[i])
 	}
 	return out
 }

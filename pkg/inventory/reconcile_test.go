@@ -11,7 +11,7 @@ import (
 // allOK is an observation in which every source answered.
 func allOK(cs []Container, ps []HostProcess) Observation {
 	return Observation{
-		Sources: map[string]SourceResult{
+		Sources: map[string]SourceStatus{
 			SourceDocker: {OK: true}, SourceNVML: {OK: true}, SourceProcfs: {OK: true},
 		},
 		Containers:        cs,
@@ -24,7 +24,7 @@ func allOK(cs []Container, ps []HostProcess) Observation {
 // answered with ps.
 func dockerDown(ps []HostProcess) Observation {
 	obs := allOK(nil, ps)
-	obs.Sources[SourceDocker] = SourceResult{Error: "list containers: Cannot connect to the Docker daemon"}
+	obs.Sources[SourceDocker] = SourceStatus{Error: "list containers: Cannot connect to the Docker daemon"}
 	return obs
 }
 
@@ -278,7 +278,7 @@ func TestReconcileSourceDownFirstScan(t *testing.T) {
 func TestReconcileSourceWarning(t *testing.T) {
 	prev, _ := Reconcile(nil, allOK(nil, nil), scanAt(0))
 	obs := allOK(nil, nil)
-	obs.Sources[SourceProcfs] = SourceResult{OK: true, Warning: "could not read open files of 3 processes"}
+	obs.Sources[SourceProcfs] = SourceStatus{OK: true, Warning: "could not read open files of 3 processes"}
 	next, ts := Reconcile(prev, obs, scanAt(1))
 	if st := next.Sources[SourceProcfs]; !st.OK || st.Warning != "could not read open files of 3 processes" || st.LastSuccess == nil {
 		t.Errorf("procfs status = %+v, want ok with the warning", st)
@@ -402,8 +402,8 @@ func TestReconcileHostProcesses(t *testing.T) {
 				obs := allOK(nil, s.procs)
 				if s.unobserved {
 					obs.ProcessesObserved = false
-					obs.Sources[SourceNVML] = SourceResult{Error: "nvml: driver not loaded"}
-					obs.Sources[SourceProcfs] = SourceResult{Error: "procfs: permission denied"}
+					obs.Sources[SourceNVML] = SourceStatus{Error: "nvml: driver not loaded"}
+					obs.Sources[SourceProcfs] = SourceStatus{Error: "procfs: permission denied"}
 				}
 				next, ts := Reconcile(prev, obs, scanAt(i))
 				var events []string
@@ -493,7 +493,7 @@ func TestReconcileDoesNotMutateInputs(t *testing.T) {
 		{"all sources up", obs},
 		{"docker down", func() Observation {
 			o := obs
-			o.Sources = map[string]SourceResult{SourceDocker: {Error: "down"}}
+			o.Sources = map[string]SourceStatus{SourceDocker: {Error: "down"}}
 			return o
 		}()},
 		{"processes unobserved", func() Observation { o := obs; o.ProcessesObserved = false; return o }()},
@@ -694,8 +694,8 @@ func TestReconcileUndeclaredGPUUse(t *testing.T) {
 	}
 	gpuDown := allOK([]Container{plain}, nil)
 	gpuDown.ProcessesObserved = false
-	gpuDown.Sources[SourceNVML] = SourceResult{Error: "driver not loaded"}
-	gpuDown.Sources[SourceProcfs] = SourceResult{Error: "unreadable"}
+	gpuDown.Sources[SourceNVML] = SourceStatus{Error: "driver not loaded"}
+	gpuDown.Sources[SourceProcfs] = SourceStatus{Error: "unreadable"}
 	kept, _ := Reconcile(inv, gpuDown, scanAt(3))
 	if c := kept.Containers[0]; len(c.GPUProcesses) != 1 || c.GPUAccess != AccessUndeclared {
 		t.Errorf("GPU sources down: processes %v access %q, want the last known use kept", c.GPUProcesses, c.GPUAccess)

@@ -99,3 +99,26 @@ func EscapeJSON(b []byte) []byte {
 	}
 	return append(out, b[last:]...)
 }
+
+// Truncate cuts s to at most limit bytes, marking a cut with an ellipsis
+// (which counts towards the limit): a command line, a label or an event
+// detail kept within a budget. The cut never splits a rune; the bytes kept
+// are s's own, invalid UTF-8 included, for the printer to make safe. It is
+// the one place ds01 shortens stored or exported text; the query tool's
+// clip cuts to terminal columns instead.
+func Truncate(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	const ellipsis = "…"
+	if limit < len(ellipsis) {
+		return ""
+	}
+	cut := limit - len(ellipsis)
+	// Back over the continuation bytes of the rune the cut falls in; more
+	// than a rune's worth of them are invalid UTF-8, and cut anywhere.
+	for back := 0; cut > 0 && back < utf8.UTFMax-1 && !utf8.RuneStart(s[cut]); back++ {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}

@@ -119,8 +119,10 @@ func parse(data string) (*Inventory, error) {
 	return &inv, nil
 }
 
-// ValidContainerID reports whether id is a full container ID: 64 lower-case
-// hex digits.
+// ValidContainerID reports whether id is a full container ID: exactly 64
+// lower-case hex digits. Engines write IDs only that way, and anything
+// looser lets unrelated hex-bearing names (a cgroup path component, a
+// forged inventory key) pass for one. It is the one test of a container ID.
 func ValidContainerID(id string) bool {
 	if len(id) != 64 {
 		return false
@@ -166,7 +168,7 @@ func (inv *Inventory) Validate() error {
 			if p.PID <= 0 {
 				return fmt.Errorf("%s[%d]: pid %d", section.name, i, p.PID)
 			}
-			if p.Type != TypeHostProcess && p.Type != TypeSystem {
+			if !IsProcessType(p.Type) {
 				return fmt.Errorf("%s[%d]: unknown type %q", section.name, i, p.Type)
 			}
 			if keys[p.Key()] {

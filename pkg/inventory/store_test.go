@@ -17,7 +17,7 @@ import (
 const inventoryName = "workload-inventory.json"
 
 func TestSaveLoadRoundTrip(t *testing.T) {
-	empty, _ := Reconcile(nil, Observation{Sources: map[string]SourceResult{SourceDocker: {OK: true}}, ProcessesObserved: true}, t0)
+	empty, _ := Reconcile(nil, Observation{Sources: map[string]SourceStatus{SourceDocker: {OK: true}}, ProcessesObserved: true}, t0)
 	tests := []struct {
 		name string
 		inv  *Inventory
