@@ -146,7 +146,6 @@ func hasComponent(parts []string, name string) bool {
 	return false
 }
 
-
 // SessionUID returns the uid of the host login session a process is in,
 // from the user-<uid>.slice that systemd-logind puts every session and user
 // manager under (/user.slice/user-1000.slice/session-3.scope,

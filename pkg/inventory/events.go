@@ -230,7 +230,6 @@ func shrinkValue(v any, limit int) any {
 	return v
 }
 
-
 // NewEvent builds the event for t. scanID is the scan writing it; baseScanID
 // the scan whose inventory it was computed against, so that an event
 // repeated after a crash is recognisable by the same base_scan_id.
