@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,11 +17,8 @@ import (
 	"github.com/ds01-project/ds01/pkg/attribution"
 	"github.com/ds01-project/ds01/pkg/detect"
 	"github.com/ds01-project/ds01/pkg/inventory"
+	"github.com/ds01-project/ds01/pkg/scan"
 )
-
-// dockerCallTimeout bounds one Docker API call, so that a hung engine costs
-// a few seconds of the scan's budget, not all of it.
-const dockerCallTimeout = 5 * time.Second
 
 // Config is one scan's settings, from the command line.
 type Config struct {
@@ -62,15 +57,14 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 		return err
 	}
 
+	scanner, closeDocker, err := newScanner(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeDocker()
 	sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	obs := observe(sctx, cfg, log, prev, start)
-
-	now := time.Now().UTC()
-	next, transitions := inventory.Reconcile(prev, obs, now)
-	next.Scan = inventory.ScanInfo{ID: newScanID(start), Time: start, Version: cfg.Version}
-	next.Scan.Host, _ = os.Hostname()
-	next.Scan.DurationMS = time.Since(start).Milliseconds()
+	next, transitions := scanner.Scan(sctx, prev)
 
 	if cfg.DryRun {
 		data, err := json.MarshalIndent(next, "", "  ")
@@ -89,7 +83,7 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	if prev != nil {
 		baseID = prev.Scan.ID
 	}
-	if err := appendEvents(cfg.EventsPath, next.Scan.ID, baseID, resetReason, transitions, now); err != nil {
+	if err := appendEvents(cfg.EventsPath, next.Scan.ID, baseID, resetReason, transitions, time.Now().UTC()); err != nil {
 		return err
 	}
 	if err := inventory.Save(cfg.StatePath, next); err != nil {
@@ -133,51 +127,25 @@ func loadPrevious(cfg Config, log *slog.Logger, now time.Time) (*inventory.Inven
 	return nil, "", fmt.Errorf("load previous inventory: %w", err)
 }
 
-// observe asks every source and returns what they saw. A failing source is
-// recorded in the observation, never fatal.
-func observe(ctx context.Context, cfg Config, log *slog.Logger, prev *inventory.Inventory, now time.Time) inventory.Observation {
-	obs := inventory.Observation{Sources: map[string]inventory.SourceResult{}}
-	prevByID := map[string]*inventory.Container{}
-	if prev != nil {
-		for i := range prev.Containers {
-			prevByID[prev.Containers[i].ID] = &prev.Containers[i]
-		}
-	}
-	attr := attribution.New(attribution.NewUsers(), cfg.ProcRoot, log)
-	seen, err := observeDocker(ctx, cfg, log, prevByID)
-	if err != nil {
-		log.Warn("docker source unavailable", "source", inventory.SourceDocker, "err", err)
-		obs.Sources[inventory.SourceDocker] = inventory.SourceResult{Error: err.Error()}
-	} else {
-		obs.Sources[inventory.SourceDocker] = inventory.SourceResult{OK: true}
-	}
-	for _, o := range seen {
-		c := o.Container
-		if o.Facts != nil {
-			r := attr.Container(*o.Facts)
-			c.User, c.UserSource = r.User, r.Source
-			c.DetectedLabels = attribution.DetectedLabels(o.Facts.Labels, &c, now)
-		} else if c.User == "" {
-			c.User, c.UserSource = attribution.Unknown, attribution.SourceNone
-		}
-		obs.Containers = append(obs.Containers, c)
-	}
-	observeGPUs(ctx, cfg, log, prev, &obs, attr)
-	return obs
-}
-
-func observeDocker(ctx context.Context, cfg Config, log *slog.Logger, prev map[string]*inventory.Container) ([]detect.ContainerObservation, error) {
+// newScanner wires the scan's dependencies from the command line: the
+// Docker client, the system's NVML, /proc and the cgroup tree, NSS.
+func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
 	opts := []client.Opt{client.FromEnv}
 	if cfg.DockerHost != "" {
 		opts = append(opts, client.WithHost(cfg.DockerHost))
 	}
 	api, err := client.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
+		return nil, nil, fmt.Errorf("docker client: %w", err)
 	}
-	defer api.Close()
-	src := detect.NewDocker(api, detect.NewCgroupStats(cfg.ProcRoot, cfg.CgroupRoot), dockerCallTimeout, log, func() time.Time { return time.Now().UTC() })
-	return src.Observe(ctx, prev)
+	host, _ := os.Hostname()
+	procfs := detect.NewProcfs(cfg.ProcRoot)
+	s := scan.New(scan.Deps{
+		Docker: api, NVML: nvmlLibrary, Procfs: procfs, Stats: detect.NewCgroupStats(procfs, cfg.CgroupRoot),
+		Users: attribution.NewUsers(), Clock: func() time.Time { return time.Now().UTC() }, Log: log,
+		Host: host, Version: cfg.Version,
+	})
+	return s, func() { api.Close() }, nil
 }
 
 // appendEvents writes one line per transition, then fsyncs the log.
@@ -218,10 +186,4 @@ func ensureDir(dir string) error {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	return os.Chmod(dir, 0o755)
-}
-
-func newScanID(t time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }

@@ -4,8 +4,6 @@
 package attribution
 
 import (
-	"bufio"
-	"bytes"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -47,15 +45,15 @@ type Result struct {
 
 // Attributor runs the ordered signals. Construct it with New.
 type Attributor struct {
-	users    *Users
-	procRoot string
-	log      *slog.Logger
+	users  *Users
+	procfs *detect.Procfs
+	log    *slog.Logger
 }
 
 // New returns an Attributor resolving names with users and reading process
-// facts under procRoot (normally /proc).
-func New(users *Users, procRoot string, log *slog.Logger) *Attributor {
-	return &Attributor{users: users, procRoot: procRoot, log: log}
+// facts through procfs.
+func New(users *Users, procfs *detect.Procfs, log *slog.Logger) *Attributor {
+	return &Attributor{users: users, procfs: procfs, log: log}
 }
 
 // Container attributes an inspected container. Environment values are never
@@ -198,32 +196,12 @@ func (a *Attributor) processUser(pid int) string {
 	if pid <= 0 {
 		return ""
 	}
-	data, err := os.ReadFile(filepath.Join(a.procRoot, strconv.Itoa(pid), "status"))
+	uid, err := a.procfs.UID(pid)
 	if err != nil {
 		// The container stopped since it was inspected: nothing to say.
 		return ""
 	}
-	uid, ok := realUID(data)
-	if !ok {
-		return ""
-	}
 	return a.users.Name(uid)
-}
-
-// realUID parses the real uid from /proc/<pid>/status.
-func realUID(status []byte) (int, bool) {
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "Uid:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				return 0, false
-			}
-			n, err := strconv.Atoi(f[0])
-			return n, err == nil && n >= 0
-		}
-	}
-	return 0, false
 }
 
 // detectedLabelKeys are the ds01.detected.* labels ds01 defines.

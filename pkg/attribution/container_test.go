@@ -100,7 +100,7 @@ func requireNoHostUser(t *testing.T, name string) {
 }
 
 func newAttributor() *Attributor {
-	return New(NewUsers(), "/proc", slog.New(slog.DiscardHandler))
+	return New(NewUsers(), detect.NewProcfs("/proc"), slog.New(slog.DiscardHandler))
 }
 
 type containerCase struct {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // CgroupLine is one line of /proc/<pid>/cgroup: a v1 hierarchy with its
@@ -57,30 +56,29 @@ type ContainerStats struct {
 // CgroupStats reads container stats from cgroup files, v1 or v2, through the
 // cgroup of the container's main process.
 type CgroupStats struct {
-	procRoot   string
+	procfs     *Procfs
 	cgroupRoot string
 }
 
-// NewCgroupStats reads processes under procRoot (normally /proc) and cgroup
-// files under cgroupRoot (normally /sys/fs/cgroup).
-func NewCgroupStats(procRoot, cgroupRoot string) *CgroupStats {
-	return &CgroupStats{procRoot: procRoot, cgroupRoot: cgroupRoot}
+// NewCgroupStats reads processes through procfs and cgroup files under
+// cgroupRoot (normally /sys/fs/cgroup).
+func NewCgroupStats(procfs *Procfs, cgroupRoot string) *CgroupStats {
+	return &CgroupStats{procfs: procfs, cgroupRoot: cgroupRoot}
 }
 
 // Read returns the stats of the container id whose main process is pid. It
 // returns ErrNotInContainer when pid's cgroup does not name the container.
 func (s *CgroupStats) Read(pid int, id string) (ContainerStats, error) {
-	data, err := os.ReadFile(filepath.Join(s.procRoot, strconv.Itoa(pid), "cgroup"))
+	if id == "" {
+		return ContainerStats{}, ErrNotInContainer
+	}
+	lines, err := s.procfs.Cgroup(pid)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		if errors.Is(err, ErrVanished) {
 			return ContainerStats{}, ErrNotInContainer
 		}
 		return ContainerStats{}, fmt.Errorf("read cgroup of pid %d: %w", pid, err)
 	}
-	if id == "" {
-		return ContainerStats{}, ErrNotInContainer
-	}
-	lines := ParseCgroupFile(data)
 	var cpuDir, memDir, unified string
 	for _, l := range lines {
 		path, ok := containerCgroup(l.Path, id)

@@ -177,7 +177,7 @@ func TestCgroupStatsRead(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewCgroupStats(filepath.Join("testdata", tc.tree, "proc"), filepath.Join("testdata", tc.tree, "cgroup"))
+			s := NewCgroupStats(NewProcfs(filepath.Join("testdata", tc.tree, "proc")), filepath.Join("testdata", tc.tree, "cgroup"))
 			got, err := s.Read(tc.pid, tc.id)
 			if err != nil {
 				t.Fatalf("Read(%d, %s) in %s: %v", tc.pid, tc.id, tc.tree, err)
@@ -204,7 +204,7 @@ func TestCgroupStatsReadNotInContainer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewCgroupStats(filepath.Join("testdata", tc.tree, "proc"), filepath.Join("testdata", tc.tree, "cgroup"))
+			s := NewCgroupStats(NewProcfs(filepath.Join("testdata", tc.tree, "proc")), filepath.Join("testdata", tc.tree, "cgroup"))
 			got, err := s.Read(tc.pid, tc.id)
 			if !errors.Is(err, ErrNotInContainer) {
 				t.Errorf("Read(%d, %s) in %s = %+v, %v; want ErrNotInContainer", tc.pid, tc.id, tc.tree, got, err)
@@ -220,7 +220,7 @@ func TestCgroupStatsReadNotInContainer(t *testing.T) {
 func TestCgroupStatsReadMissingFiles(t *testing.T) {
 	for _, tree := range []string{"cgroupv1", "cgroupv2"} {
 		t.Run(tree, func(t *testing.T) {
-			s := NewCgroupStats(filepath.Join("testdata", tree, "proc"), t.TempDir())
+			s := NewCgroupStats(NewProcfs(filepath.Join("testdata", tree, "proc")), t.TempDir())
 			_, err := s.Read(100, cgIDA)
 			if err == nil || errors.Is(err, ErrNotInContainer) {
 				t.Errorf("Read(100, %s) with an empty cgroup root: err = %v, want a read error other than ErrNotInContainer", cgIDA, err)
@@ -249,7 +249,7 @@ func TestCgroupStatsReadPathEscape(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(tree, "planted", "cpuacct.usage")); err != nil {
 				t.Fatalf("the planted file outside the root is missing, so this test proves nothing: %v", err)
 			}
-			s := NewCgroupStats(filepath.Join(tree, "proc"), filepath.Join(tree, "cgroup"))
+			s := NewCgroupStats(NewProcfs(filepath.Join(tree, "proc")), filepath.Join(tree, "cgroup"))
 			got, err := s.Read(tc.pid, cgIDA)
 			if err != nil {
 				t.Fatalf("Read(%d): %v", tc.pid, err)
@@ -270,7 +270,7 @@ func TestCgroupStatsReadPathEscape(t *testing.T) {
 // container's stats are those of docker-<id>.scope, as docker stats shows
 // them, not of the child that holds only the init process.
 func TestCgroupStatsReadNestedCgroup(t *testing.T) {
-	s := NewCgroupStats("testdata/cgroupv2/proc", "testdata/cgroupv2/cgroup")
+	s := NewCgroupStats(NewProcfs("testdata/cgroupv2/proc"), "testdata/cgroupv2/cgroup")
 	got, err := s.Read(300, cgIDC)
 	if err != nil {
 		t.Fatalf("Read(300, %s): %v", cgIDC, err)

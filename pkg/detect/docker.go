@@ -53,8 +53,8 @@ type ContainerFacts struct {
 	PID int
 }
 
-// ContainerObservation is one container as the Docker source saw it.
-type ContainerObservation struct {
+// SeenContainer is one container as the Docker source saw it.
+type SeenContainer struct {
 	Container inventory.Container
 	// Facts is set when the container was inspected on this scan and has
 	// not been attributed before: attribution must run on it.
@@ -81,21 +81,21 @@ func NewDocker(api DockerAPI, stats *CgroupStats, callTimeout time.Duration, log
 // Observe lists every container, running or not. prev holds the previous
 // inventory's containers by ID. An error means the engine could not be
 // listed; failures to inspect single containers are recorded on them.
-func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Container) ([]ContainerObservation, error) {
+func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Container) ([]SeenContainer, error) {
 	lctx, cancel := context.WithTimeout(ctx, d.callTimeout)
 	list, err := d.api.ContainerList(lctx, client.ContainerListOptions{All: true})
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	out := make([]ContainerObservation, 0, len(list.Items))
+	out := make([]SeenContainer, 0, len(list.Items))
 	var toInspect []int
 	for _, s := range list.Items {
 		if !inventory.ValidContainerID(s.ID) {
 			d.log.Warn("engine listed a container with a malformed id; skipped", "id", s.ID)
 			continue
 		}
-		obs := ContainerObservation{Container: fromSummary(s)}
+		obs := SeenContainer{Container: fromSummary(s)}
 		p := prev[s.ID]
 		if p != nil && p.Status == obs.Container.Status && p.InspectError == "" {
 			obs.Container = carryForward(*p, obs.Container)
@@ -137,7 +137,7 @@ func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Contain
 
 // inspect fills obs from an inspect call and reports whether the container
 // vanished between the list and the inspect.
-func (d *Docker) inspect(ctx context.Context, obs *ContainerObservation, prev *inventory.Container, defaultRuntime string) bool {
+func (d *Docker) inspect(ctx context.Context, obs *SeenContainer, prev *inventory.Container, defaultRuntime string) bool {
 	id := obs.Container.ID
 	ictx, cancel := context.WithTimeout(ctx, d.callTimeout)
 	res, err := d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
@@ -230,7 +230,7 @@ func fromSummary(s container.Summary) inventory.Container {
 	c := inventory.Container{
 		ID:      s.ID,
 		Image:   s.Image,
-		Command: capString(s.Command, MaxCommand),
+		Command: inventory.Truncate(s.Command, MaxCommand),
 		Status:  string(s.State),
 		Labels:  keptLabels(s.Labels),
 	}
@@ -335,13 +335,6 @@ func keptLabels(all map[string]string) map[string]string {
 	return out
 }
 
-func capString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
-}
-
 func oneLine(s string) string {
-	return capString(strings.Join(strings.Fields(s), " "), 512)
+	return inventory.Truncate(strings.Join(strings.Fields(s), " "), 512)
 }

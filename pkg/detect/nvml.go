@@ -61,8 +61,8 @@ type GPUSample struct {
 	SMUtil *uint32
 }
 
-// NVMLObservation is what one NVML read saw.
-type NVMLObservation struct {
+// NVMLReading is what one NVML read saw.
+type NVMLReading struct {
 	// GPUs holds every GPU and every MIG instance as its own entry, in
 	// index order with a GPU's MIG instances after it. LastSampleTimestamp
 	// is updated from this read's utilisation samples.
@@ -99,7 +99,7 @@ func NewNVML(lib nvml.Interface, log *slog.Logger) *NVML {
 // and wraps the nvml.Return, so errors.Is(err, nvml.ERROR_DRIVER_NOT_LOADED)
 // works. Trouble on one device is not an error: that device carries it in
 // GPUDevice.Error (and Lost), and the others are read.
-func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLObservation, err error) {
+func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLReading, err error) {
 	start := n.now()
 	// A panic from the library's Go side (a nil handle, a mock missing a
 	// function) must cost this source, not the scan. Deferred first, it
@@ -107,11 +107,11 @@ func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLObservation, err e
 	defer func() {
 		if p := recover(); p != nil {
 			n.log.Error("NVML read panicked", "panic", p)
-			obs, err = NVMLObservation{}, fmt.Errorf("read NVML: internal error: %v", p)
+			obs, err = NVMLReading{}, fmt.Errorf("read NVML: internal error: %v", p)
 		}
 	}()
 	if ret := n.lib.Init(); ret != nvml.SUCCESS {
-		return NVMLObservation{}, nvmlInitError(ret)
+		return NVMLReading{}, nvmlInitError(ret)
 	}
 	// NVML's contract pairs Shutdown with a successful Init only: after a
 	// failed Init it answers ERROR_UNINITIALIZED and does nothing.
@@ -123,10 +123,10 @@ func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLObservation, err e
 
 	count, ret := n.lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
-		return NVMLObservation{}, fmt.Errorf("count GPUs: %w", ret)
+		return NVMLReading{}, fmt.Errorf("count GPUs: %w", ret)
 	}
 	if count <= 0 {
-		return NVMLObservation{}, ErrNoGPUs
+		return NVMLReading{}, ErrNoGPUs
 	}
 	if count > nvmlMaxGPUs {
 		n.log.Warn("NVML reports more GPUs than can be real; reading the first ones", "count", count, "read", nvmlMaxGPUs)

@@ -211,7 +211,7 @@ func TestObserveRealGPU(t *testing.T) {
 		}
 	}
 
-	var obs NVMLObservation
+	var obs NVMLReading
 	last := map[string]uint64{}
 	for round := 1; round <= 3; round++ {
 		start := time.Now()

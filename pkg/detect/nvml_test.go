@@ -56,7 +56,7 @@ func mockFailing(ret nvml.Return) func() ([]nvml.ProcessInfo, nvml.Return) {
 
 func nvmlU64(v uint64) *uint64 { return &v }
 
-func observeMock(t *testing.T, s *server.Server, last map[string]uint64) NVMLObservation {
+func observeMock(t *testing.T, s *server.Server, last map[string]uint64) NVMLReading {
 	t.Helper()
 	obs, err := NewNVML(s, nil).Observe(last)
 	if err != nil {
@@ -65,7 +65,7 @@ func observeMock(t *testing.T, s *server.Server, last map[string]uint64) NVMLObs
 	return obs
 }
 
-func findNVMLGPU(t *testing.T, obs NVMLObservation, id string) inventory.GPUDevice {
+func findNVMLGPU(t *testing.T, obs NVMLReading, id string) inventory.GPUDevice {
 	t.Helper()
 	for _, g := range obs.GPUs {
 		if g.ID == id {
@@ -76,7 +76,7 @@ func findNVMLGPU(t *testing.T, obs NVMLObservation, id string) inventory.GPUDevi
 	return inventory.GPUDevice{}
 }
 
-func nvmlGPUIDs(obs NVMLObservation) []string {
+func nvmlGPUIDs(obs NVMLReading) []string {
 	var ids []string
 	for _, g := range obs.GPUs {
 		ids = append(ids, g.ID)
@@ -88,11 +88,11 @@ func TestObserveDevices(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(s *server.Server)
-		check func(t *testing.T, s *server.Server, obs NVMLObservation)
+		check func(t *testing.T, s *server.Server, obs NVMLReading)
 	}{
 		{
 			name: "every GPU with identity, memory and persistence",
-			check: func(t *testing.T, s *server.Server, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, obs NVMLReading) {
 				if want := []string{"0", "1", "2", "3", "4", "5", "6", "7"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
 					t.Fatalf("GPU IDs %v, want %v", nvmlGPUIDs(obs), want)
 				}
@@ -117,7 +117,7 @@ func TestObserveDevices(t *testing.T) {
 				mockDevice(s, 0).GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return nvml.FEATURE_DISABLED, nvml.SUCCESS }
 				mockDevice(s, 1).GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
 			},
-			check: func(t *testing.T, s *server.Server, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, obs NVMLReading) {
 				if g := findNVMLGPU(t, obs, "0"); g.PersistenceMode == nil || *g.PersistenceMode || g.Error != "" {
 					t.Errorf("GPU 0 persistence %v error %q, want false and no error", g.PersistenceMode, g.Error)
 				}
@@ -131,7 +131,7 @@ func TestObserveDevices(t *testing.T) {
 			setup: func(s *server.Server) {
 				mockDevice(s, 2).GetMigModeFunc = func() (int, int, nvml.Return) { return 0, 0, nvml.ERROR_NOT_SUPPORTED }
 			},
-			check: func(t *testing.T, s *server.Server, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, obs NVMLReading) {
 				if g := findNVMLGPU(t, obs, "2"); g.MIGEnabled || g.Error != "" || g.UUID != mockDevice(s, 2).UUID {
 					t.Errorf("GPU 2 %+v, want a plain GPU without error", g)
 				}
@@ -145,7 +145,7 @@ func TestObserveDevices(t *testing.T) {
 				d.GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_TIMEOUT }
 				d.GetComputeRunningProcessesFunc = mockProcs([]nvml.ProcessInfo{{Pid: 77, UsedGpuMemory: nvmlGiB}})
 			},
-			check: func(t *testing.T, s *server.Server, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, obs NVMLReading) {
 				g := findNVMLGPU(t, obs, "3")
 				if g.Lost || g.UUID != mockDevice(s, 3).UUID || g.MemoryTotalBytes != nil || g.PersistenceMode == nil {
 					t.Errorf("GPU 3 %+v, want read apart from name and memory", g)
@@ -171,7 +171,7 @@ func TestObserveDevices(t *testing.T) {
 					return byIndex(i)
 				}
 			},
-			check: func(t *testing.T, s *server.Server, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, obs NVMLReading) {
 				if g := findNVMLGPU(t, obs, "4"); g.Error == "" || g.UUID != "" {
 					t.Errorf("GPU 4 %+v, want listed with an error", g)
 				}
@@ -398,12 +398,12 @@ func TestObserveMIG(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(s *server.Server) []*server.Device
-		check func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation)
+		check func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLReading)
 	}{
 		{
 			name:  "two instances with their processes, parent not listing them again",
 			setup: twoInstances,
-			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLReading) {
 				if want := []string{"0", "1", "1:0", "1:4", "2", "3", "4", "5", "6", "7"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
 					t.Fatalf("GPU IDs %v, want %v", nvmlGPUIDs(obs), want)
 				}
@@ -458,7 +458,7 @@ func TestObserveMIG(t *testing.T) {
 				}
 				return migs
 			},
-			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLReading) {
 				if g := findNVMLGPU(t, obs, "1"); g.Lost || !strings.Contains(g.Error, "get MIG device 2: ERROR_UNKNOWN") {
 					t.Errorf("parent %+v, want the slot's error", g)
 				}
@@ -477,7 +477,7 @@ func TestObserveMIG(t *testing.T) {
 				mockDevice(s, 2).GetComputeRunningProcessesFunc = mockProcs([]nvml.ProcessInfo{{Pid: 22, UsedGpuMemory: nvmlGiB}})
 				return migs
 			},
-			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLReading) {
 				if g := findNVMLGPU(t, obs, "1"); !g.Lost || !strings.Contains(g.Error, "ERROR_GPU_IS_LOST") {
 					t.Errorf("parent %+v, want lost", g)
 				}
@@ -499,7 +499,7 @@ func TestObserveMIG(t *testing.T) {
 				migs[1].GetGpuInstanceIdFunc = func() (int, nvml.Return) { return 0, nvml.ERROR_UNKNOWN }
 				return migs
 			},
-			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLReading) {
 				g := findNVMLGPU(t, obs, "1:4")
 				if g.GPUInstanceID != nil || g.UUID != migs[1].UUID || !strings.Contains(g.Error, "read GPU instance ID") {
 					t.Errorf("MIG in slot 4 %+v", g)
@@ -517,7 +517,7 @@ func TestObserveMIG(t *testing.T) {
 					mockMIGInstance{slot: 1, gi: 3, ci: 1, procs: []nvml.ProcessInfo{{Pid: 301, UsedGpuMemory: nvmlGiB}}},
 				)
 			},
-			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLObservation) {
+			check: func(t *testing.T, s *server.Server, migs []*server.Device, obs NVMLReading) {
 				a, b := findNVMLGPU(t, obs, "1:0"), findNVMLGPU(t, obs, "1:1")
 				if *a.GPUInstanceID != 3 || *b.GPUInstanceID != 3 || *a.ComputeInstanceID != 0 || *b.ComputeInstanceID != 1 {
 					t.Errorf("instances %+v and %+v, want GPU instance 3 with compute instances 0 and 1", a, b)
@@ -782,7 +782,7 @@ func TestObserveShutdown(t *testing.T) {
 		setup     func(s *server.Server)
 		wantErr   error // nil: the source answered
 		wantCalls int
-		check     func(t *testing.T, obs NVMLObservation)
+		check     func(t *testing.T, obs NVMLReading)
 	}{
 		{name: "success", wantCalls: 1},
 		{
@@ -816,7 +816,7 @@ func TestObserveShutdown(t *testing.T) {
 			name:      "shutdown fails",
 			setup:     func(s *server.Server) { s.ShutdownFunc = func() nvml.Return { return nvml.ERROR_UNKNOWN } },
 			wantCalls: 1,
-			check: func(t *testing.T, obs NVMLObservation) {
+			check: func(t *testing.T, obs NVMLReading) {
 				if len(obs.GPUs) != 8 {
 					t.Errorf("%d GPUs, want 8: a failed shutdown is only logged", len(obs.GPUs))
 				}
@@ -828,7 +828,7 @@ func TestObserveShutdown(t *testing.T) {
 				mockDevice(s, 3).GetPersistenceModeFunc = nil // the mock panics on an unset function
 			},
 			wantCalls: 1,
-			check: func(t *testing.T, obs NVMLObservation) {
+			check: func(t *testing.T, obs NVMLReading) {
 				if len(obs.GPUs) != 8 || !strings.Contains(obs.GPUs[3].Error, "internal error") || obs.GPUs[4].UUID == "" {
 					t.Errorf("GPUs %+v, want GPU 3 with the panic and the others read", obs.GPUs)
 				}

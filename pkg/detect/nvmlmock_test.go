@@ -26,7 +26,7 @@ func writeMockFile(t *testing.T, content string) string {
 
 func nvmlU32(v uint32) *uint32 { return &v }
 
-func observeMockFile(t *testing.T, content string) (NVMLObservation, error) {
+func observeMockFile(t *testing.T, content string) (NVMLReading, error) {
 	t.Helper()
 	lib, err := NVMLFromMockFile(writeMockFile(t, content))
 	if err != nil {

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // userHZ is the unit of the times in /proc/<pid>/stat. The kernel reports
@@ -108,17 +111,13 @@ func (p *Procfs) BootTime() (time.Time, error) {
 // exited process's directory keeps failing even if the PID is reused at
 // once, so the files read all describe the same process.
 func (p *Procfs) Process(pid int) (ProcessInfo, error) {
-	if pid <= 0 {
-		return ProcessInfo{}, fmt.Errorf("read process: invalid pid %d", pid)
-	}
 	boot, err := p.BootTime()
 	if err != nil {
 		return ProcessInfo{}, err
 	}
-	dir := filepath.Join(p.root, strconv.Itoa(pid))
-	r, err := os.OpenRoot(dir)
+	r, dir, err := p.open(pid)
 	if err != nil {
-		return ProcessInfo{}, procErr(dir, err)
+		return ProcessInfo{}, err
 	}
 	defer r.Close()
 
@@ -168,6 +167,53 @@ func (p *Procfs) Process(pid int) (ProcessInfo, error) {
 		return ProcessInfo{}, procErr(filepath.Join(dir, "loginuid"), err)
 	}
 	return info, nil
+}
+
+// open opens the directory of one process as a root: every file of it is
+// read through this handle, and nothing it holds can lead outside it.
+func (p *Procfs) open(pid int) (r *os.Root, dir string, err error) {
+	if pid <= 0 {
+		return nil, "", fmt.Errorf("read process: invalid pid %d", pid)
+	}
+	dir = filepath.Join(p.root, strconv.Itoa(pid))
+	if r, err = os.OpenRoot(dir); err != nil {
+		return nil, "", procErr(dir, err)
+	}
+	return r, dir, nil
+}
+
+// UID returns the real uid of a process. The error wraps ErrVanished when
+// the process is gone.
+func (p *Procfs) UID(pid int) (int, error) {
+	r, dir, err := p.open(pid)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	data, err := r.ReadFile("status")
+	if err != nil {
+		return 0, procErr(filepath.Join(dir, "status"), err)
+	}
+	uid, _, err := parseStatus(data)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", filepath.Join(dir, "status"), err)
+	}
+	return uid, nil
+}
+
+// Cgroup returns the lines of a process's cgroup file. The error wraps
+// ErrVanished when the process is gone.
+func (p *Procfs) Cgroup(pid int) ([]CgroupLine, error) {
+	r, dir, err := p.open(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	data, err := r.ReadFile("cgroup")
+	if err != nil {
+		return nil, procErr(filepath.Join(dir, "cgroup"), err)
+	}
+	return ParseCgroupFile(data), nil
 }
 
 // procErr wraps a read error, marking a process that is gone: its
@@ -221,8 +267,9 @@ func readCapped(r *os.Root, name string, n int) ([]byte, error) {
 // processes' descriptors cannot be read for lack of privilege (a scanner
 // without CAP_SYS_PTRACE), the map holds the others and the error says how
 // many were missed, wrapping the cause (fs.ErrPermission). A process that
-// exits during the scan is skipped quietly.
-func (p *Procfs) DeviceHolders() (map[int][]string, error) {
+// exits during the scan is skipped quietly. When ctx ends first the scan
+// stops and returns ctx's error.
+func (p *Procfs) DeviceHolders(ctx context.Context) (map[int][]string, error) {
 	d, err := os.Open(p.root)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", p.root, err)
@@ -240,12 +287,15 @@ func (p *Procfs) DeviceHolders() (map[int][]string, error) {
 	var wg sync.WaitGroup
 	for w := range parts {
 		wg.Go(func() {
-			for i := w; i < len(names); i += workers {
+			for i := w; i < len(names) && ctx.Err() == nil; i += workers {
 				parts[w].scan(p, names[i])
 			}
 		})
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read open files: %w", err)
+	}
 
 	holders := map[int][]string{}
 	var missed int
@@ -304,30 +354,40 @@ func (s *fdScan) scan(p *Procfs, name string) {
 }
 
 // fdDevices returns the GPU devices one process holds, or nil.
+//
+// It is the scan's inner loop, run for every open descriptor on the
+// machine, so it costs one readlinkat per descriptor and nothing more: the
+// link is read relative to the open fd directory (no walk of
+// /proc/<pid>/fd/ per descriptor) into a buffer on the stack, which need
+// hold only enough of the target to tell a GPU device from anything else
+// (a longer target is cut by the kernel and cannot be one).
 func (p *Procfs) fdDevices(pid string) ([]string, error) {
-	fdDir := p.root + "/" + pid + "/fd/"
-	d, err := os.Open(fdDir)
+	dirfd, err := unix.Open(p.root+"/"+pid+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: p.root + "/" + pid + "/fd", Err: err}
 	}
-	fds, err := d.Readdirnames(-1)
-	d.Close()
+	defer unix.Close(dirfd)
+	fds, err := readdirnamesAt(dirfd)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "readdirent", Path: p.root + "/" + pid + "/fd", Err: err}
 	}
 	var ids []string
 	caps := false
+	var buf [maxDeviceLink]byte
 	for _, fd := range fds {
-		target, err := os.Readlink(fdDir + fd)
+		n, err := unix.Readlinkat(dirfd, fd, buf[:])
 		if err != nil {
 			if vanished(err) {
 				// The descriptor was closed since the listing, or the
 				// process exited: either way it holds nothing now.
 				continue
 			}
-			return nil, err
+			return nil, &fs.PathError{Op: "readlinkat", Path: p.root + "/" + pid + "/fd/" + fd, Err: err}
 		}
-		id, ok := nvidiaDeviceID(target)
+		if n == len(buf) || !bytes.HasPrefix(buf[:n], nvidiaPrefix) {
+			continue
+		}
+		id, ok := nvidiaDeviceID(string(buf[:n]))
 		switch {
 		case !ok:
 		case id == "":
@@ -344,6 +404,30 @@ func (p *Procfs) fdDevices(pid string) ([]string, error) {
 		return []string{""}, nil
 	}
 	return nil, nil
+}
+
+var nvidiaPrefix = []byte("/dev/nvidia")
+
+// maxDeviceLink is as much of a descriptor's link target as the scan reads:
+// room for /dev/nvidia-caps/nvidia-cap<N> or /dev/nvidia<N> (deleted). A
+// target cut at this length is longer than any GPU device's.
+const maxDeviceLink = 64
+
+// readdirnamesAt lists the entries of the open directory dirfd, without
+// "." and "..".
+func readdirnamesAt(dirfd int) ([]string, error) {
+	var names []string
+	var buf [4096]byte
+	for {
+		n, err := unix.ReadDirent(dirfd, buf[:])
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }
 
 // nvidiaDeviceID says whether a descriptor's link target is a GPU device:

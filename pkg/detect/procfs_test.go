@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -505,7 +506,7 @@ func TestProcfsDeviceHolders(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "stat"), []byte("btime 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := NewProcfs(root).DeviceHolders()
+	got, err := NewProcfs(root).DeviceHolders(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +532,7 @@ func TestProcfsDeviceHoldersUnreadable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "209", "fd"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := NewProcfs(root).DeviceHolders()
+	got, err := NewProcfs(root).DeviceHolders(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "1 processes") {
 		t.Errorf("DeviceHolders error = %v; want one process missed", err)
 	}
@@ -541,7 +542,7 @@ func TestProcfsDeviceHoldersUnreadable(t *testing.T) {
 }
 
 func TestProcfsDeviceHoldersNoRoot(t *testing.T) {
-	if _, err := NewProcfs(filepath.Join(t.TempDir(), "missing")).DeviceHolders(); err == nil {
+	if _, err := NewProcfs(filepath.Join(t.TempDir(), "missing")).DeviceHolders(context.Background()); err == nil {
 		t.Error("DeviceHolders on a missing root succeeded")
 	}
 }
@@ -773,7 +774,7 @@ func TestProcfsDeviceHoldersReal(t *testing.T) {
 	waitComm(t, p, holder, "sleep")
 	waitComm(t, p, bystander, "sleep")
 
-	got, err := p.DeviceHolders()
+	got, err := p.DeviceHolders(context.Background())
 	if errors.Is(err, fs.ErrPermission) {
 		// Some machines keep a process even from root (another user
 		// namespace's, or an LSM's rule); the rest is still read.
@@ -796,7 +797,7 @@ func TestProcfsDeviceHoldersReal(t *testing.T) {
 // say so and the map still hold what could be read.
 func TestProcfsDeviceHoldersRealDenied(t *testing.T) {
 	if os.Getenv("DS01_TEST_HELPER") == "deviceholders-denied" {
-		holders, err := NewProcfs("/proc").DeviceHolders()
+		holders, err := NewProcfs("/proc").DeviceHolders(context.Background())
 		fmt.Printf("holders-nil=%v permission=%v err=%v\n", holders == nil, errors.Is(err, fs.ErrPermission), err)
 		return
 	}
@@ -846,7 +847,7 @@ func BenchmarkDeviceHolders(b *testing.B) {
 	p := NewProcfs("/proc")
 	start := time.Now()
 	for b.Loop() {
-		if _, err := p.DeviceHolders(); err != nil && !errors.Is(err, fs.ErrPermission) {
+		if _, err := p.DeviceHolders(context.Background()); err != nil && !errors.Is(err, fs.ErrPermission) {
 			b.Fatal(err)
 		}
 	}

@@ -1,0 +1,244 @@
+// Package scan is the ds01 scan pipeline as a library: it asks every source
+// (the Docker engine, NVML, the /proc device scan) at once, each within a
+// budget of its own, attributes what is new, places every GPU process on its
+// container or as a host process, and reconciles the result with the last
+// inventory. Package main of ds01-scan only wires it: flags, lock, files.
+//
+// Imports run one way: scan → attribution → detect → inventory.
+package scan
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/ds01-project/ds01/pkg/attribution"
+	"github.com/ds01-project/ds01/pkg/detect"
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// Budgets bound each source and each Docker API call. A source that
+// overruns its budget is reported down with that reason; the others are not
+// held up by it, since all run at once.
+type Budgets struct {
+	Docker time.Duration
+	// DockerCall bounds one API call, so that a hung engine costs a few
+	// seconds of the Docker budget, not all of it.
+	DockerCall time.Duration
+	NVML       time.Duration
+	Procfs     time.Duration
+}
+
+// DefaultBudgets fit a scan in the 20 s the timer's default --timeout gives
+// it, with room left to save.
+var DefaultBudgets = Budgets{Docker: 15 * time.Second, DockerCall: 5 * time.Second, NVML: 10 * time.Second, Procfs: 10 * time.Second}
+
+// Deps are what a scan reads through. Every field but Ptrace is required.
+type Deps struct {
+	// Docker is the engine's API (the moby client satisfies it).
+	Docker detect.DockerAPI
+	// NVML opens the NVIDIA management library (nvml.New(), or a go-nvml
+	// mock server). It is called within the NVML source's budget on every
+	// scan; an error makes that source unavailable.
+	NVML func() (nvml.Interface, error)
+	// Procfs reads processes; Stats reads containers' cgroup statistics.
+	Procfs *detect.Procfs
+	Stats  *detect.CgroupStats
+	// Users resolves uids and names.
+	Users *attribution.Users
+	// Clock says what time it is (UTC).
+	Clock func() time.Time
+	Log   *slog.Logger
+	// Host and Version name the machine and the scanner in the inventory.
+	Host, Version string
+	// Budgets bound the sources; zero fields take DefaultBudgets'.
+	Budgets Budgets
+	// Ptrace says whether this process may read other users' open files
+	// (CAP_SYS_PTRACE); nil asks the kernel (detect.HasPtraceCapability).
+	Ptrace func() (bool, error)
+}
+
+// Scanner runs scans. Build it with New.
+type Scanner struct {
+	nvml    func() (nvml.Interface, error)
+	docker  *detect.Docker
+	procfs  *detect.Procfs
+	attr    *attribution.Attributor
+	clock   func() time.Time
+	log     *slog.Logger
+	host    string
+	version string
+	budgets Budgets
+	ptrace  func() (bool, error)
+}
+
+// New returns a Scanner reading through d.
+func New(d Deps) *Scanner {
+	b := d.Budgets
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&b.Docker, DefaultBudgets.Docker}, {&b.DockerCall, DefaultBudgets.DockerCall},
+		{&b.NVML, DefaultBudgets.NVML}, {&b.Procfs, DefaultBudgets.Procfs},
+	} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
+	}
+	ptrace := d.Ptrace
+	if ptrace == nil {
+		ptrace = detect.HasPtraceCapability
+	}
+	return &Scanner{
+		nvml:    d.NVML,
+		docker:  detect.NewDocker(d.Docker, d.Stats, b.DockerCall, d.Log, d.Clock),
+		procfs:  d.Procfs,
+		attr:    attribution.New(d.Users, d.Procfs, d.Log),
+		clock:   d.Clock,
+		log:     d.Log,
+		host:    d.Host,
+		version: d.Version,
+		budgets: b,
+		ptrace:  ptrace,
+	}
+}
+
+// Scan observes the machine and reconciles what it saw with prev (nil on a
+// first scan): the next inventory, with its scan information filled in, and
+// the transitions between the two, one event each.
+func (s *Scanner) Scan(ctx context.Context, prev *inventory.Inventory) (*inventory.Inventory, []inventory.Transition) {
+	began := s.clock()
+	obs := s.Observe(ctx, prev)
+	next, transitions := inventory.Reconcile(prev, obs, s.clock())
+	next.Scan = inventory.ScanInfo{
+		ID: newScanID(began), Time: began, Host: s.host, Version: s.version,
+		DurationMS: s.clock().Sub(began).Milliseconds(),
+	}
+	return next, transitions
+}
+
+// Observe asks every source at once and puts together what they saw. A
+// source that fails or overruns its budget is recorded in the observation,
+// never fatal.
+func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) inventory.Observation {
+	now := s.clock()
+	containers := start(ctx, s, source{inventory.SourceDocker, s.budgets.Docker, slog.LevelWarn},
+		func(ctx context.Context) ([]inventory.Container, string, error) {
+			cs, err := s.containers(ctx, prev, now)
+			return cs, "", err
+		})
+	gpus := start(ctx, s, source{inventory.SourceNVML, s.budgets.NVML, slog.LevelInfo},
+		func(context.Context) (detect.NVMLReading, string, error) {
+			lib, err := s.nvml()
+			if err != nil {
+				return detect.NVMLReading{}, "", err
+			}
+			r, err := detect.NewNVML(lib, s.log).Observe(LastSamples(prev))
+			return r, "", err
+		})
+	holders := start(ctx, s, source{inventory.SourceProcfs, s.budgets.Procfs, slog.LevelWarn}, s.deviceHolders)
+
+	docker, nv, fds := containers(), gpus(), holders()
+	obs := inventory.Observation{
+		Sources: map[string]inventory.SourceStatus{
+			inventory.SourceDocker: docker.status, inventory.SourceNVML: nv.status, inventory.SourceProcfs: fds.status,
+		},
+		Containers:        docker.value,
+		GPUs:              nv.value.GPUs,
+		UnreadGPUs:        UnreadGPUs(nv.status.OK, nv.value.GPUs, prev),
+		ProcessesObserved: nv.status.OK || fds.status.OK,
+	}
+	if !obs.ProcessesObserved {
+		return obs
+	}
+	byMinor := detect.GPUIDsByMinor(KnownGPUs(nv.status.OK, nv.value.GPUs, prev))
+	procs := s.gpuProcesses(ctx, detect.MergeGPUUse(nv.value.Samples, fds.value, byMinor))
+	placed := Place(obs.Containers, docker.status.OK, procs, s.attr.Process)
+	obs.Containers, obs.Processes = placed.Containers, placed.Processes
+	return obs
+}
+
+// containers lists the engine's containers and attributes the ones
+// inspected for the first time.
+func (s *Scanner) containers(ctx context.Context, prev *inventory.Inventory, now time.Time) ([]inventory.Container, error) {
+	var byID map[string]*inventory.Container
+	if prev != nil {
+		byID = make(map[string]*inventory.Container, len(prev.Containers))
+		for i := range prev.Containers {
+			byID[prev.Containers[i].ID] = &prev.Containers[i]
+		}
+	}
+	seen, err := s.docker.Observe(ctx, byID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]inventory.Container, len(seen))
+	for i, o := range seen {
+		c := o.Container
+		if o.Facts != nil {
+			r := s.attr.Container(*o.Facts)
+			c.User, c.UserSource = r.User, r.Source
+			c.DetectedLabels = attribution.DetectedLabels(o.Facts.Labels, &c, now)
+		} else if c.User == "" {
+			c.User, c.UserSource = attribution.Unknown, attribution.SourceNone
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// deviceHolders is the /proc device scan as a source. Descriptors it could
+// not read for lack of privilege are a warning, not a failure.
+func (s *Scanner) deviceHolders(ctx context.Context) (map[int][]string, string, error) {
+	holders, err := s.procfs.DeviceHolders(ctx)
+	if err == nil || holders == nil || !errors.Is(err, fs.ErrPermission) {
+		return holders, "", err
+	}
+	ptrace, cerr := s.ptrace()
+	if cerr != nil {
+		s.log.Debug("cannot tell whether the scan holds CAP_SYS_PTRACE", "source", inventory.SourceProcfs, "err", cerr)
+		ptrace = true
+	}
+	warning := ScanWarning(err, ptrace)
+	if warning == "" {
+		s.log.Debug("/proc device scan skipped unreadable processes", "source", inventory.SourceProcfs, "err", err)
+	} else {
+		s.log.Warn("/proc device scan is partly blind", "source", inventory.SourceProcfs, "err", err)
+	}
+	return holders, warning, nil
+}
+
+// gpuProcesses reads from /proc each process a GPU source named. One that
+// is gone since has nothing to place.
+func (s *Scanner) gpuProcesses(ctx context.Context, uses []*detect.GPUUse) []GPUProcess {
+	out := make([]GPUProcess, 0, len(uses))
+	for i, use := range uses {
+		if ctx.Err() != nil {
+			s.log.Warn("scan budget spent before every GPU process was read", "source", inventory.SourceProcfs, "unread", len(uses)-i)
+			break
+		}
+		info, err := s.procfs.Process(use.PID)
+		if err != nil {
+			if !errors.Is(err, detect.ErrVanished) {
+				s.log.Debug("cannot read GPU process", "source", inventory.SourceProcfs, "pid", use.PID, "err", err)
+			}
+			continue
+		}
+		out = append(out, GPUProcess{Use: use, Info: info})
+	}
+	return out
+}
+
+// newScanID names a scan by its start time and four random bytes.
+func newScanID(t time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}

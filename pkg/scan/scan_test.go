@@ -1,0 +1,239 @@
+package scan
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/ds01-project/ds01/pkg/attribution"
+	"github.com/ds01-project/ds01/pkg/detect"
+	"github.com/ds01-project/ds01/pkg/inventory"
+)
+
+// fakeDocker is an engine listing one running container, dockerID, whose
+// main process is the fake tree's pid 101. hang makes every call wait for
+// its context, as a frozen engine does.
+type fakeDocker struct {
+	hang  bool
+	calls atomic.Int32
+}
+
+func (f *fakeDocker) wait(ctx context.Context) error {
+	f.calls.Add(1)
+	if f.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (f *fakeDocker) ContainerList(ctx context.Context, _ client.ContainerListOptions) (client.ContainerListResult, error) {
+	if err := f.wait(ctx); err != nil {
+		return client.ContainerListResult{}, err
+	}
+	return client.ContainerListResult{Items: []container.Summary{{
+		ID: dockerID, Names: []string{"/train"}, Image: "busybox", State: container.StateRunning,
+		Labels: map[string]string{"ds01.user": "alice"}, Created: 1_700_000_000,
+	}}}, nil
+}
+
+func (f *fakeDocker) ContainerInspect(ctx context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	if err := f.wait(ctx); err != nil {
+		return client.ContainerInspectResult{}, err
+	}
+	return client.ContainerInspectResult{Container: container.InspectResponse{
+		ID: id, Name: "/train", Created: "2023-11-14T22:13:20Z",
+		State:  &container.State{Status: container.StateRunning, Running: true, Pid: 101, StartedAt: "2023-11-14T22:13:21Z"},
+		Config: &container.Config{Labels: map[string]string{"ds01.user": "alice"}},
+	}}, nil
+}
+
+func (f *fakeDocker) Info(ctx context.Context, _ client.InfoOptions) (client.SystemInfoResult, error) {
+	if err := f.wait(ctx); err != nil {
+		return client.SystemInfoResult{}, err
+	}
+	return client.SystemInfoResult{}, nil
+}
+
+// mockGPUs is go-nvml's DGX A100 with pid 101 (in the container) on GPU 0
+// and pid 100 (a host process) on GPU 2.
+func mockGPUs() *server.Server {
+	s := dgxa100.New()
+	for i := range s.Devices {
+		d := s.Devices[i].(*server.Device)
+		var procs []nvml.ProcessInfo
+		switch i {
+		case 0:
+			procs = []nvml.ProcessInfo{{Pid: 101, UsedGpuMemory: 1 << 30}}
+		case 2:
+			procs = []nvml.ProcessInfo{{Pid: 100, UsedGpuMemory: 2 << 30}}
+		}
+		d.GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return nvml.FEATURE_ENABLED, nvml.SUCCESS }
+		d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return procs, nvml.SUCCESS }
+		d.GetGraphicsRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.SUCCESS }
+		d.GetMPSComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.SUCCESS }
+		d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+			return nil, nvml.ERROR_NOT_FOUND
+		}
+	}
+	return s
+}
+
+// hungNVML is an NVML whose Init never returns, as a wedged driver's.
+type hungNVML struct {
+	nvml.Interface
+	release chan struct{}
+}
+
+func (h hungNVML) Init() nvml.Return { <-h.release; return nvml.ERROR_UNKNOWN }
+
+func newTestScanner(t *testing.T, docker detect.DockerAPI, lib nvml.Interface, budgets Budgets) *Scanner {
+	t.Helper()
+	procfs := detect.NewProcfs(fakeProc)
+	return New(Deps{
+		Docker: docker, NVML: func() (nvml.Interface, error) { return lib, nil }, Procfs: procfs,
+		Users: attribution.NewUsers(), Clock: func() time.Time { return time.Now().UTC() },
+		Log: slog.New(slog.DiscardHandler), Host: "gpu-07", Version: "test", Budgets: budgets,
+		Ptrace: func() (bool, error) { return true, nil },
+	})
+}
+
+func TestScanPlacesEverySourcesFindings(t *testing.T) {
+	s := newTestScanner(t, &fakeDocker{}, mockGPUs(), Budgets{})
+	next, transitions := s.Scan(context.Background(), nil)
+
+	for _, name := range []string{inventory.SourceDocker, inventory.SourceNVML, inventory.SourceProcfs} {
+		if st := next.Sources[name]; !st.OK || st.LastSuccess == nil || st.DurationMS < 0 {
+			t.Errorf("source %s = %+v; want answered", name, st)
+		}
+	}
+	if next.Scan.Host != "gpu-07" || next.Scan.Version != "test" || next.Scan.ID == "" || next.Scan.Time.IsZero() {
+		t.Errorf("scan info = %+v", next.Scan)
+	}
+	if len(next.Containers) != 1 {
+		t.Fatalf("containers = %d; want 1", len(next.Containers))
+	}
+	c := next.Containers[0]
+	if c.User != "alice" || c.UserSource != attribution.SourceLabelUser || c.DetectedLabels[detect.LabelDetectedUser] != "alice" {
+		t.Errorf("container attributed to %q (%s), detected labels %v", c.User, c.UserSource, c.DetectedLabels)
+	}
+	if len(c.GPUProcesses) != 1 || c.GPUProcesses[0].PID != 101 || c.GPUProcesses[0].GPU != "0" || c.GPUProcesses[0].NSPID != 7 ||
+		c.GPUAccess != inventory.AccessUndeclared {
+		t.Errorf("container GPU use = %v, access %s; want pid 101 on GPU 0, undeclared", gpuProcs(c.GPUProcesses), c.GPUAccess)
+	}
+	// A host process is pending on its first sighting.
+	if len(next.HostProcesses) != 0 || len(next.PendingProcesses) != 1 || next.PendingProcesses[0].PID != 100 ||
+		next.PendingProcesses[0].GPUs[0] != "2" {
+		t.Errorf("host %v pending %v; want pid 100 on GPU 2 pending", next.HostProcesses, next.PendingProcesses)
+	}
+	if len(next.GPUs) != 8 {
+		t.Errorf("GPUs = %d; want the mock's 8", len(next.GPUs))
+	}
+	if len(transitions) != 1 || transitions[0].Type != inventory.EventContainerDiscovered {
+		t.Errorf("transitions = %+v; want one discovery", transitions)
+	}
+
+	// The second scan: the host process enters, nothing else changes, and
+	// the container is not inspected again.
+	again, transitions := s.Scan(context.Background(), next)
+	if len(again.HostProcesses) != 1 || len(transitions) != 1 || transitions[0].Type != inventory.EventHostProcessDiscovered {
+		t.Errorf("second scan: host processes %v, transitions %+v", again.HostProcesses, transitions)
+	}
+}
+
+// TestObserveHungDockerCostsItsOwnBudget: a frozen engine fails the Docker
+// source at its budget while NVML and /proc answer, and their GPU use is
+// placed on host processes still.
+func TestObserveHungDockerCostsItsOwnBudget(t *testing.T) {
+	const budget = 300 * time.Millisecond
+	s := newTestScanner(t, &fakeDocker{hang: true}, mockGPUs(), Budgets{Docker: budget, DockerCall: time.Hour})
+	began := time.Now()
+	obs := s.Observe(context.Background(), nil)
+	took := time.Since(began)
+
+	d := obs.Sources[inventory.SourceDocker]
+	if d.OK || !strings.Contains(d.Error, "deadline exceeded") {
+		t.Errorf("docker source = %+v; want failed at its deadline", d)
+	}
+	if d.DurationMS < budget.Milliseconds() {
+		t.Errorf("docker took %d ms by its record; its budget is %v", d.DurationMS, budget)
+	}
+	if took < budget {
+		t.Errorf("Observe returned after %v, before the Docker budget of %v ran out", took, budget)
+	}
+	for _, name := range []string{inventory.SourceNVML, inventory.SourceProcfs} {
+		if st := obs.Sources[name]; !st.OK || st.DurationMS >= budget.Milliseconds() {
+			t.Errorf("source %s = %+v; want answered without waiting for Docker", name, st)
+		}
+	}
+	if len(obs.Containers) != 0 || len(obs.Processes) != 1 || obs.Processes[0].PID != 100 {
+		t.Errorf("containers %v, processes %v; want none (Docker down) and host pid 100", obs.Containers, obs.Processes)
+	}
+}
+
+// TestObserveHungNVMLIsAbandoned: NVML's cgo calls cannot be interrupted;
+// a driver that never answers is abandoned at the NVML budget, the other
+// sources answer, and the /proc device scan alone still places GPU users.
+func TestObserveHungNVMLIsAbandoned(t *testing.T) {
+	const budget = 200 * time.Millisecond
+	release := make(chan struct{})
+	defer close(release)
+	s := newTestScanner(t, &fakeDocker{}, hungNVML{release: release}, Budgets{NVML: budget})
+	prev := &inventory.Inventory{GPUs: []inventory.GPUDevice{{ID: "0"}, {ID: "1"}}}
+	obs := s.Observe(context.Background(), prev)
+
+	nv := obs.Sources[inventory.SourceNVML]
+	if nv.OK || !strings.Contains(nv.Error, "timed out") || nv.DurationMS < budget.Milliseconds() {
+		t.Errorf("nvml source = %+v; want timed out at its budget", nv)
+	}
+	if !obs.Sources[inventory.SourceDocker].OK || !obs.Sources[inventory.SourceProcfs].OK {
+		t.Errorf("sources = %+v; want docker and procfs answered", obs.Sources)
+	}
+	if !obs.ProcessesObserved {
+		t.Error("the /proc scan answered, yet processes are not taken as observed")
+	}
+	if strings.Join(obs.UnreadGPUs, ",") != "0,1" {
+		t.Errorf("unread GPUs = %v; want every GPU NVML last reported", obs.UnreadGPUs)
+	}
+	if len(obs.Containers) != 1 || len(obs.Containers[0].GPUProcesses) != 0 {
+		t.Errorf("containers = %+v; want the listed one, no GPU process (no fake holder)", obs.Containers)
+	}
+}
+
+// TestObserveSourcePanicCostsThatSource: a source that panics is down with
+// the reason; the scan goes on.
+func TestObserveSourcePanicCostsThatSource(t *testing.T) {
+	s := newTestScanner(t, &fakeDocker{}, nil, Budgets{})
+	s.nvml = func() (nvml.Interface, error) { panic("broken binding") }
+	obs := s.Observe(context.Background(), nil)
+	if nv := obs.Sources[inventory.SourceNVML]; nv.OK || !strings.Contains(nv.Error, "broken binding") {
+		t.Errorf("nvml source = %+v; want down naming the panic", nv)
+	}
+	if !obs.Sources[inventory.SourceDocker].OK || len(obs.Containers) != 1 {
+		t.Errorf("docker source = %+v with %d containers; want answered", obs.Sources[inventory.SourceDocker], len(obs.Containers))
+	}
+}
+
+// TestObserveNoGPUSource: with neither GPU source answering, no process is
+// taken as gone and none is placed.
+func TestObserveNoGPUSource(t *testing.T) {
+	s := newTestScanner(t, &fakeDocker{}, nil, Budgets{})
+	s.nvml = func() (nvml.Interface, error) { return nil, nvml.ERROR_LIBRARY_NOT_FOUND }
+	s.procfs = detect.NewProcfs(t.TempDir() + "/missing")
+	obs := s.Observe(context.Background(), nil)
+	if obs.ProcessesObserved || obs.Sources[inventory.SourceNVML].OK || obs.Sources[inventory.SourceProcfs].OK {
+		t.Errorf("sources = %+v, processes observed %v; want both GPU sources down", obs.Sources, obs.ProcessesObserved)
+	}
+	if len(obs.Processes) != 0 || len(obs.Containers) != 1 {
+		t.Errorf("processes %v containers %d", obs.Processes, len(obs.Containers))
+	}
+}
