@@ -124,10 +124,13 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 	up := gauge("ds01_source_up", "1 when the source answered on the last scan.")
 	blind := gauge("ds01_source_blind_spot",
 		"1 when the source answered but could not see everything (see its warning in the inventory).")
+	took := gauge("ds01_source_duration_seconds",
+		"How long the source took on the last scan (a source that hangs shows its budget here).")
 	for _, name := range slices.Sorted(maps.Keys(inv.Sources)) {
 		st, source := inv.Sources[name], label("source", name)
 		addGauge(up, oneIf(st.OK), source)
 		addGauge(blind, oneIf(st.Warning != ""), source)
+		addGauge(took, float64(st.DurationMS)/1000, source)
 	}
 	droppedSeries := gauge("ds01_workload_series_dropped",
 		"Per-workload series left out by the cap of "+strconv.Itoa(maxWorkloadSeries)+".")
@@ -139,7 +142,7 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 
 	b := bufio.NewWriter(w)
 	for _, f := range []*dto.MetricFamily{
-		byType, perGPU, onGPU, undeclared, idle, up, blind, droppedSeries, scanDuration, lastScan,
+		byType, perGPU, onGPU, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan,
 	} {
 		// expfmt refuses a family without series; its HELP and TYPE
 		// alone would tell Prometheus nothing.

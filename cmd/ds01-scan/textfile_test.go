@@ -26,7 +26,8 @@ func metricsInventory(extra int) *inventory.Inventory {
 		SchemaVersion: inventory.SchemaVersion,
 		Scan:          inventory.ScanInfo{ID: "s", Time: at, DurationMS: 250},
 		Sources: map[string]inventory.SourceStatus{
-			"docker": {OK: true}, "nvml": {OK: true, Warning: "GPU 3 unread"}, "procfs": {Error: "denied"},
+			"docker": {OK: true, DurationMS: 120}, "nvml": {OK: true, Warning: "GPU 3 unread", DurationMS: 1500},
+			"procfs": {Error: "denied", DurationMS: 30000},
 		},
 		Containers: []inventory.Container{
 			{ID: strings.Repeat("a", 64), Name: "evil\"name\\with\nnewline\xff", Type: "raw-docker", Status: "running", User: "alice",
@@ -134,6 +135,13 @@ func TestRenderMetrics(t *testing.T) {
 	}
 	if len(blind) != 3 || blind["docker"] != 0 || blind["nvml"] != 1 || blind["procfs"] != 0 {
 		t.Errorf("source_blind_spot %v, want 1 for nvml only", blind)
+	}
+	took := map[string]float64{}
+	for _, m := range fams["ds01_source_duration_seconds"].GetMetric() {
+		took[labels(m)["source"]] = m.GetGauge().GetValue()
+	}
+	if want := map[string]float64{"docker": 0.12, "nvml": 1.5, "procfs": 30}; !maps.Equal(took, want) {
+		t.Errorf("source_duration_seconds %v, want %v", took, want)
 	}
 	if v := fams["ds01_scan_duration_seconds"].GetMetric()[0].GetGauge().GetValue(); v != 0.25 {
 		t.Errorf("scan duration %v, want 0.25", v)
