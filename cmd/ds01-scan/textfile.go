@@ -1,16 +1,27 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
+
+// This file writes ds01.prom, the inventory as Prometheus gauges for
+// node_exporter's textfile collector: workloads by type and user, each GPU
+// workload's memory per GPU, who holds each GPU, and how each source fared.
+// The families are built as client_model values and expfmt encodes them.
 
 // textfileName is the file node_exporter's textfile collector reads; it
 // reads only *.prom, so the temporary file ends otherwise.
@@ -20,6 +31,10 @@ const textfileName = "ds01.prom"
 // stopped containers or a runaway job launcher must not flood Prometheus.
 // What is cut is counted in ds01_workload_series_dropped.
 const maxWorkloadSeries = 2000
+
+// maxLabelBytes caps a label value: container names and command lines can
+// be huge, and Prometheus keeps every byte of every series' labels.
+const maxLabelBytes = 128
 
 // writeTextfile writes the metrics of inv to dir/ds01.prom atomically.
 func writeTextfile(dir string, inv *inventory.Inventory) error {
@@ -46,17 +61,6 @@ func writeTextfile(dir string, inv *inventory.Inventory) error {
 	return nil
 }
 
-// metric is one family being written.
-type metric struct {
-	name, help, typ string
-	samples         []sample
-}
-
-type sample struct {
-	labels [][2]string
-	value  float64
-}
-
 // renderMetrics writes inv in the Prometheus text exposition format.
 func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 	workloads := inv.Workloads()
@@ -72,102 +76,114 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 			memByContainer[c.ID][p.GPU] += *p.MemoryBytes
 		}
 	}
+	// Counted by the label values as written: two users that labelValue
+	// makes alike are one series, not two with the same labels.
 	counts := map[[2]string]int{}
-	perGPU := metric{name: "ds01_gpu_workload_memory_bytes", typ: "gauge",
-		help: "GPU memory of a workload on one GPU (0 when declared but unused or unknown); one series per workload and GPU."}
-	undeclared := metric{name: "ds01_gpu_undeclared_workload", typ: "gauge",
-		help: "1 for a container using a GPU it never declared."}
-	idle := metric{name: "ds01_gpu_idle_workload", typ: "gauge",
-		help: "1 for a running container that declared GPUs and has no GPU process."}
+	perGPU := gauge("ds01_gpu_workload_memory_bytes",
+		"GPU memory of a workload on one GPU (0 when declared but unused or unknown); one series per workload and GPU.")
+	undeclared := gauge("ds01_gpu_undeclared_workload", "1 for a container using a GPU it never declared.")
+	idle := gauge("ds01_gpu_idle_workload", "1 for a running container that declared GPUs and has no GPU process.")
 	dropped := 0
 	for _, wl := range workloads {
-		counts[[2]string{wl.Type, wl.User}]++
+		counts[[2]string{labelValue(wl.Type), labelValue(wl.User)}]++
 		if !wl.HasGPU || wl.Status != "running" {
 			continue
 		}
-		id := wl.ID
-		if wl.Type != inventory.TypeHostProcess && wl.Type != inventory.TypeSystem {
-			id = inventory.ShortID(wl.ID)
+		process := inventory.IsProcessType(wl.Type)
+		id, mem := inventory.ShortID(wl.ID), memByContainer[wl.ID]
+		if process {
+			id, mem = wl.ID, processMemory(wl)
 		}
-		base := [][2]string{{"type", wl.Type}, {"user", wl.User}, {"name", capLabel(wl.Name)}, {"id", id}}
-		mem := memByContainer[wl.ID]
-		if wl.Type == inventory.TypeHostProcess || wl.Type == inventory.TypeSystem {
-			mem = processMemory(wl)
-		}
+		base := []*dto.LabelPair{label("type", wl.Type), label("user", wl.User), label("name", wl.Name), label("id", id)}
 		for _, gpu := range wl.GPUs {
-			if len(perGPU.samples) >= maxWorkloadSeries {
+			if len(perGPU.Metric) >= maxWorkloadSeries {
 				dropped++
 				continue
 			}
-			perGPU.samples = append(perGPU.samples, sample{append(base[:4:4], [2]string{"gpu", gpu}), float64(mem[gpu])})
+			addGauge(perGPU, float64(mem[gpu]), append(base[:4:4], label("gpu", gpu))...)
 		}
-		if wl.GPUObserved && !wl.GPUDeclared && wl.Type != inventory.TypeHostProcess && wl.Type != inventory.TypeSystem {
-			undeclared.samples = append(undeclared.samples, sample{base, 1})
+		if wl.GPUObserved && !wl.GPUDeclared && !process {
+			addGauge(undeclared, 1, base...)
 		}
 		if wl.GPUIdle {
-			idle.samples = append(idle.samples, sample{base, 1})
+			addGauge(idle, 1, base...)
 		}
 	}
-	byType := metric{name: "ds01_workloads", typ: "gauge", help: "Workloads by type and user (stopped containers included)."}
-	for _, k := range sortedPairs(counts) {
-		byType.samples = append(byType.samples, sample{[][2]string{{"type", k[0]}, {"user", k[1]}}, float64(counts[k])})
+	byType := gauge("ds01_workloads", "Workloads by type and user (stopped containers included).")
+	for _, k := range slices.SortedFunc(maps.Keys(counts), func(a, b [2]string) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	}) {
+		addGauge(byType, float64(counts[k]), label("type", k[0]), label("user", k[1]))
 	}
-	up := metric{name: "ds01_source_up", typ: "gauge", help: "1 when the source answered on the last scan."}
-	blind := metric{name: "ds01_source_blind_spot", typ: "gauge", help: "1 when the source answered but could not see everything (see its warning in the inventory)."}
-	names := make([]string, 0, len(inv.Sources))
-	for n := range inv.Sources {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		v := 0.0
-		if inv.Sources[n].OK {
-			v = 1
-		}
-		up.samples = append(up.samples, sample{[][2]string{{"source", n}}, v})
-		v = 0
-		if inv.Sources[n].Warning != "" {
-			v = 1
-		}
-		blind.samples = append(blind.samples, sample{[][2]string{{"source", n}}, v})
-	}
-	onGPU := metric{name: "ds01_gpu_workloads", typ: "gauge",
-		help: "Workloads that hold or use the GPU or MIG instance (up, or with a process on it); 0: free."}
+	onGPU := gauge("ds01_gpu_workloads",
+		"Workloads that hold or use the GPU or MIG instance (up, or with a process on it); 0: free.")
 	holders := inventory.GPUWorkloads(inv.GPUs, workloads)
 	for _, d := range inv.GPUs {
-		onGPU.samples = append(onGPU.samples, sample{[][2]string{{"gpu", d.ID}, {"uuid", d.UUID}, {"name", capLabel(d.Name)}}, float64(holders[d.ID])})
+		addGauge(onGPU, float64(holders[d.ID]), label("gpu", d.ID), label("uuid", d.UUID), label("name", d.Name))
 	}
-	families := []metric{
-		byType, perGPU, onGPU, undeclared, idle, up, blind,
-		{name: "ds01_workload_series_dropped", typ: "gauge", help: "Per-workload series left out by the cap of " + strconv.Itoa(maxWorkloadSeries) + ".",
-			samples: []sample{{value: float64(dropped)}}},
-		{name: "ds01_scan_duration_seconds", typ: "gauge", help: "How long the last scan took.",
-			samples: []sample{{value: float64(inv.Scan.DurationMS) / 1000}}},
-		{name: "ds01_last_scan_timestamp_seconds", typ: "gauge", help: "When the last successful scan ran (Unix time).",
-			samples: []sample{{value: float64(inv.Scan.Time.Unix())}}},
+	up := gauge("ds01_source_up", "1 when the source answered on the last scan.")
+	blind := gauge("ds01_source_blind_spot",
+		"1 when the source answered but could not see everything (see its warning in the inventory).")
+	took := gauge("ds01_source_duration_seconds",
+		"How long the source took on the last scan (a source that hangs shows its budget here).")
+	for _, name := range slices.Sorted(maps.Keys(inv.Sources)) {
+		st, source := inv.Sources[name], label("source", name)
+		addGauge(up, oneIf(st.OK), source)
+		addGauge(blind, oneIf(st.Warning != ""), source)
+		addGauge(took, float64(st.DurationMS)/1000, source)
 	}
-	var b strings.Builder
-	for _, m := range families {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
-		for _, s := range m.samples {
-			b.WriteString(m.name)
-			if len(s.labels) > 0 {
-				b.WriteByte('{')
-				for i, l := range s.labels {
-					if i > 0 {
-						b.WriteByte(',')
-					}
-					fmt.Fprintf(&b, "%s=\"%s\"", l[0], escapeLabel(l[1]))
-				}
-				b.WriteByte('}')
-			}
-			b.WriteByte(' ')
-			b.WriteString(strconv.FormatFloat(s.value, 'g', -1, 64))
-			b.WriteByte('\n')
+	droppedSeries := gauge("ds01_workload_series_dropped",
+		"Per-workload series left out by the cap of "+strconv.Itoa(maxWorkloadSeries)+".")
+	addGauge(droppedSeries, float64(dropped))
+	scanDuration := gauge("ds01_scan_duration_seconds", "How long the last scan took.")
+	addGauge(scanDuration, float64(inv.Scan.DurationMS)/1000)
+	lastScan := gauge("ds01_last_scan_timestamp_seconds", "When the last successful scan ran (Unix time).")
+	addGauge(lastScan, float64(inv.Scan.Time.Unix()))
+
+	b := bufio.NewWriter(w)
+	for _, f := range []*dto.MetricFamily{
+		byType, perGPU, onGPU, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan,
+	} {
+		// expfmt refuses a family without series; its HELP and TYPE
+		// alone would tell Prometheus nothing.
+		if len(f.Metric) == 0 {
+			continue
+		}
+		if _, err := expfmt.MetricFamilyToText(b, f); err != nil {
+			return err
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return b.Flush()
+}
+
+// gauge returns an empty gauge family.
+func gauge(name, help string) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: &name, Help: &help, Type: dto.MetricType_GAUGE.Enum()}
+}
+
+// addGauge adds one series to f.
+func addGauge(f *dto.MetricFamily, v float64, labels ...*dto.LabelPair) {
+	f.Metric = append(f.Metric, &dto.Metric{Label: labels, Gauge: &dto.Gauge{Value: &v}})
+}
+
+// label returns a label pair with its value made fit by labelValue.
+func label(name, value string) *dto.LabelPair {
+	value = labelValue(value)
+	return &dto.LabelPair{Name: &name, Value: &value}
+}
+
+// labelValue makes s fit for a label value: valid UTF-8, which the
+// exposition format requires and expfmt neither checks nor repairs, and at
+// most maxLabelBytes.
+func labelValue(s string) string {
+	return inventory.Truncate(strings.ToValidUTF8(s, "\uFFFD"), maxLabelBytes)
+}
+
+func oneIf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // processMemory returns a host process's memory per GPU; NVML's total is
@@ -177,33 +193,4 @@ func processMemory(wl inventory.Workload) map[string]uint64 {
 		return map[string]uint64{wl.GPUs[0]: *wl.GPUMemoryBytes}
 	}
 	return nil
-}
-
-// escapeLabel escapes a label value per the text exposition format, which
-// also requires valid UTF-8.
-func escapeLabel(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-// capLabel keeps a label value short: names and command lines can be huge.
-func capLabel(s string) string {
-	if len(s) <= 128 {
-		return s
-	}
-	return strings.ToValidUTF8(s[:128], "") + "…"
-}
-
-func sortedPairs(m map[[2]string]int) [][2]string {
-	keys := make([][2]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i][0] != keys[j][0] {
-			return keys[i][0] < keys[j][0]
-		}
-		return keys[i][1] < keys[j][1]
-	})
-	return keys
 }

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -24,7 +26,8 @@ func metricsInventory(extra int) *inventory.Inventory {
 		SchemaVersion: inventory.SchemaVersion,
 		Scan:          inventory.ScanInfo{ID: "s", Time: at, DurationMS: 250},
 		Sources: map[string]inventory.SourceStatus{
-			"docker": {OK: true}, "nvml": {OK: true, Warning: "GPU 3 unread"}, "procfs": {Error: "denied"},
+			"docker": {OK: true, DurationMS: 120}, "nvml": {OK: true, Warning: "GPU 3 unread", DurationMS: 1500},
+			"procfs": {Error: "denied", DurationMS: 30000},
 		},
 		Containers: []inventory.Container{
 			{ID: strings.Repeat("a", 64), Name: "evil\"name\\with\nnewline\xff", Type: "raw-docker", Status: "running", User: "alice",
@@ -115,7 +118,11 @@ func TestRenderMetrics(t *testing.T) {
 	}
 	onGPU := map[string]float64{}
 	for _, m := range fams["ds01_gpu_workloads"].GetMetric() {
-		onGPU[labels(m)["gpu"]] = m.GetGauge().GetValue()
+		l := labels(m)
+		onGPU[l["gpu"]] = m.GetGauge().GetValue()
+		if l["gpu"] == "4" && l["name"] != "NVIDIA \"H100\"\n" {
+			t.Errorf("GPU name came back as %q", l["name"])
+		}
 	}
 	// alice on 0, bob on MIG 1:2 (so on GPU 1 too), dave's process on 2,
 	// carol sitting on 3; carol's exited container holds nothing; 4 is free.
@@ -129,8 +136,137 @@ func TestRenderMetrics(t *testing.T) {
 	if len(blind) != 3 || blind["docker"] != 0 || blind["nvml"] != 1 || blind["procfs"] != 0 {
 		t.Errorf("source_blind_spot %v, want 1 for nvml only", blind)
 	}
+	took := map[string]float64{}
+	for _, m := range fams["ds01_source_duration_seconds"].GetMetric() {
+		took[labels(m)["source"]] = m.GetGauge().GetValue()
+	}
+	if want := map[string]float64{"docker": 0.12, "nvml": 1.5, "procfs": 30}; !maps.Equal(took, want) {
+		t.Errorf("source_duration_seconds %v, want %v", took, want)
+	}
 	if v := fams["ds01_scan_duration_seconds"].GetMetric()[0].GetGauge().GetValue(); v != 0.25 {
 		t.Errorf("scan duration %v, want 0.25", v)
+	}
+}
+
+// hostileLabelValues are label values the exposition format must escape or
+// repair, each with the value a parser must read back.
+var hostileLabelValues = []struct{ name, in, want string }{
+	{"plain", "train-7", "train-7"},
+	{"quotes", `say "hi"`, `say "hi"`},
+	{"backslashes", `C:\temp\`, `C:\temp\`},
+	{"escape written out", `a\nb`, `a\nb`},
+	{"newlines", "a\nb\n", "a\nb\n"},
+	{"all three", "\"\\\n\\\"", "\"\\\n\\\""},
+	{"invalid byte", "bad\xffname", "bad\uFFFDname"},
+	{"truncated rune", "cut\xe2\x82", "cut\uFFFD"},
+	{"surrogate", "\xed\xa0\x80x", "\uFFFDx"},
+	{"long", strings.Repeat("x", 200), strings.Repeat("x", 125) + "…"},
+	{"long, a rune at the cut", strings.Repeat("x", 124) + "é" + strings.Repeat("x", 200), strings.Repeat("x", 124) + "…"},
+	{"long, repaired before the cut", "\xff" + strings.Repeat("x", 200), "\uFFFD" + strings.Repeat("x", 122) + "…"},
+	{"long invalid", strings.Repeat("\xff", 300), "\uFFFD"},
+}
+
+// containerID returns the i-th of distinct container IDs, distinct in their
+// short form too.
+func containerID(i int) string { return strings.Repeat(fmt.Sprintf("%02x", i), 32) }
+
+// hostileInventory is one running container per hostile label value, its
+// name and user that value, using a GPU it never declared.
+func hostileInventory() *inventory.Inventory {
+	inv := &inventory.Inventory{
+		SchemaVersion: inventory.SchemaVersion,
+		Sources:       map[string]inventory.SourceStatus{"nvml": {OK: true}},
+		GPUs:          []inventory.GPUDevice{{ID: "0", UUID: "GPU-0"}},
+	}
+	for i, tc := range hostileLabelValues {
+		inv.Containers = append(inv.Containers, inventory.Container{
+			ID: containerID(i), Name: tc.in, Type: "raw-docker", Status: "running", User: tc.in,
+			GPUProcesses: []inventory.GPUProcess{{PID: 100 + i, GPU: "0", MemoryBytes: u64(uint64(i+1) << 20)}}})
+	}
+	return inv
+}
+
+// TestRenderMetricsLabelValues: label values come back through expfmt's
+// parser as they were, quotes, backslashes and newlines included, except
+// that invalid UTF-8 comes back as U+FFFD and a long value cut to
+// maxLabelBytes, its ellipsis included.
+func TestRenderMetricsLabelValues(t *testing.T) {
+	var b strings.Builder
+	if err := renderMetrics(&b, hostileInventory()); err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.ValidString(b.String()) {
+		t.Fatalf("exposition is not valid UTF-8:\n%q", b.String())
+	}
+	fams := parseMetrics(t, []byte(b.String()))
+	byID := map[string]map[string]string{}
+	for _, m := range fams["ds01_gpu_workload_memory_bytes"].GetMetric() {
+		l := labels(m)
+		byID[l["id"]] = l
+	}
+	users := map[string]bool{}
+	for _, m := range fams["ds01_workloads"].GetMetric() {
+		users[labels(m)["user"]] = true
+	}
+	for i, tc := range hostileLabelValues {
+		t.Run(tc.name, func(t *testing.T) {
+			l := byID[inventory.ShortID(containerID(i))]
+			if l == nil {
+				t.Fatalf("no ds01_gpu_workload_memory_bytes series for the container")
+			}
+			for _, k := range []string{"name", "user"} {
+				if l[k] != tc.want {
+					t.Errorf("%s came back as %q, want %q", k, l[k], tc.want)
+				}
+				if len(l[k]) > maxLabelBytes {
+					t.Errorf("%s is %d bytes, over the cap of %d", k, len(l[k]), maxLabelBytes)
+				}
+			}
+			if !users[tc.want] {
+				t.Errorf("no ds01_workloads series for user %q", tc.want)
+			}
+		})
+	}
+}
+
+// TestRenderMetricsUsersAlike: users whose label values come out the same
+// are one ds01_workloads series, not two a scrape would reject as
+// duplicates.
+func TestRenderMetricsUsersAlike(t *testing.T) {
+	inv := &inventory.Inventory{SchemaVersion: inventory.SchemaVersion}
+	for i, user := range []string{"x\xff", "x\xfe", "x\uFFFD"} {
+		inv.Containers = append(inv.Containers, inventory.Container{
+			ID: containerID(i), Name: "c", Type: "raw-docker", Status: "exited", User: user})
+	}
+	var b strings.Builder
+	if err := renderMetrics(&b, inv); err != nil {
+		t.Fatal(err)
+	}
+	ms := parseMetrics(t, []byte(b.String()))["ds01_workloads"].GetMetric()
+	if len(ms) != 1 || labels(ms[0])["user"] != "x\uFFFD" || ms[0].GetGauge().GetValue() != 3 {
+		t.Errorf("ds01_workloads %v, want one series of 3 for user \"x\uFFFD\"", ms)
+	}
+}
+
+// TestRenderMetricsPromtool: promtool, which checks what Prometheus and
+// its linter expect, accepts the textfile, hostile values included.
+func TestRenderMetricsPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed (Debian: apt-get install prometheus)")
+	}
+	for name, inv := range map[string]*inventory.Inventory{"sample": metricsInventory(0), "hostile": hostileInventory()} {
+		t.Run(name, func(t *testing.T) {
+			var b strings.Builder
+			if err := renderMetrics(&b, inv); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(promtool, "check", "metrics")
+			cmd.Stdin = strings.NewReader(b.String())
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("promtool check metrics: %v\n%s\n--- ds01.prom:\n%s", err, out, b.String())
+			}
+		})
 	}
 }
 
