@@ -81,7 +81,15 @@ make_containers() {
 	have=$want
 }
 
+# source_durations INVENTORY: "name ms" for each source of the last scan
+# (sources.<name>.duration_ms; the inventory is compact JSON).
+source_durations() {
+	grep -o '"\(docker\|nvml\|procfs\)":{[^}]*"duration_ms":[0-9]*' "$1" |
+		sed 's/^"\([a-z]*\)".*"duration_ms":\([0-9]*\)$/\1 \2/'
+}
+
 rows=()
+sources_rows=()
 for n in "${sizes[@]}"; do
 	make_containers "$n"
 	state=$BENCH_DIR/state-$n
@@ -92,11 +100,18 @@ for n in "${sizes[@]}"; do
 	cold_calls=$(($(calls) - c0))
 
 	: >"$BENCH_DIR/steady"
+	: >"$BENCH_DIR/sources"
 	for _ in $(seq "$runs"); do
 		c0=$(calls)
 		measure "${scan[@]}" >>"$BENCH_DIR/steady"
 		steady_calls=$(($(calls) - c0))
+		source_durations "$state/workload-inventory.json" >>"$BENCH_DIR/sources"
 	done
+	src=""
+	for s in docker nvml procfs; do
+		src+="$s $(awk -v s="$s" '$1 == s {print $2}' "$BENCH_DIR/sources" | median) ms, "
+	done
+	sources_rows+=("$(printf '%6s   %s' "$n" "${src%, }")")
 	steady_wall=$(awk '{print $1}' "$BENCH_DIR/steady" | median)
 	steady_cpu=$(awk '{print $2}' "$BENCH_DIR/steady" | median)
 	steady_rss=$(awk '{print $3}' "$BENCH_DIR/steady" | sort -g | tail -1)
@@ -128,6 +143,9 @@ echo "Times in ms (median of $runs), RSS in MiB; API calls cold/steady; ds01-wor
 printf '%6s %9s %9s %9s %9s %8s %10s %8s %10s %8s %8s %-15s %7s\n' \
 	N cold cold-cpu steady steady-cpu scan-rss api-calls "ps -aq" inspect-all steady/ps cold/insp workloads wl-rss
 printf '%s\n' "${rows[@]}"
+echo
+echo "Per-source durations of a steady scan (median of $runs, sources.<name>.duration_ms)"
+printf '%s\n' "${sources_rows[@]}"
 
 # Where a steady scan's time goes, at the largest N: 20 scans' CPU profiles
 # merged (one scan is too short for the 100 Hz sampler).
