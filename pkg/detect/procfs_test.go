@@ -573,14 +573,16 @@ func startProc(tb testing.TB, cmd *exec.Cmd) int {
 	return cmd.Process.Pid
 }
 
-// waitComm waits for pid to be running comm: after a shell's exec, or a
-// child's own setup, has happened.
+// waitComm waits for pid to be running comm, with its command line: after a
+// shell's exec, or a child's own setup, has happened.
 func waitComm(t *testing.T, p *Procfs, pid int, comm string) ProcessInfo {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		info, err := p.Process(pid)
-		if err == nil && info.Comm == comm {
+		// The kernel names the process at exec before it sets up the new
+		// command line: until then the command line reads empty.
+		if err == nil && info.Comm == comm && info.Cmdline != "["+comm+"]" {
 			return info
 		}
 		if time.Now().After(deadline) {

@@ -47,8 +47,8 @@ type answer[T any] struct {
 // A panic in a source costs that source, not the scan. Either way the
 // outcome records the source's duration, and its error.
 func start[T any](ctx context.Context, s *Scanner, src source, f func(context.Context) (T, string, error)) func() outcome[T] {
-	ctx, cancel := context.WithTimeout(ctx, src.budget)
 	began := s.clock()
+	ctx, cancel := context.WithTimeout(ctx, src.budget)
 	done := make(chan answer[T], 1)
 	go func() {
 		defer func() {
