@@ -847,7 +847,7 @@ func BenchmarkDeviceHolders(b *testing.B) {
 		startProc(b, exec.Command("sleep", "600"))
 	}
 	p := NewProcfs("/proc")
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime(b)
 	for b.Loop() {
 		if _, err := p.DeviceHolders(context.Background()); err != nil && !errors.Is(err, fs.ErrPermission) {
 			b.Fatal(err)
@@ -855,6 +855,7 @@ func BenchmarkDeviceHolders(b *testing.B) {
 	}
 	elapsed := time.Since(start)
 	b.ReportMetric(float64(elapsed.Microseconds())/1000/float64(b.N), "ms/scan")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/scan")
 	if entries, err := os.ReadDir("/proc"); err == nil {
 		procs := 0
 		for _, e := range entries {
@@ -908,4 +909,13 @@ func TestHasPtraceCapability(t *testing.T) {
 	if want := data[0].Effective&(1<<unix.CAP_SYS_PTRACE) != 0; got != want {
 		t.Errorf("HasPtraceCapability = %v, capget says %v", got, want)
 	}
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
