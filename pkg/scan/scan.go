@@ -159,7 +159,7 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 		return obs
 	}
 	byMinor := detect.GPUIDsByMinor(KnownGPUs(nv.status.OK, nv.value.GPUs, prev))
-	procs := s.gpuProcesses(ctx, detect.MergeGPUUse(nv.value.Samples, fds.value, byMinor))
+	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, byMinor))
 	placed := Place(obs.Containers, docker.status.OK, procs, s.attr.Process)
 	obs.Containers, obs.Processes = placed.Containers, placed.Processes
 	return obs
@@ -216,14 +216,12 @@ func (s *Scanner) deviceHolders(ctx context.Context) (map[int][]string, string, 
 }
 
 // gpuProcesses reads from /proc each process a GPU source named. One that
-// is gone since has nothing to place.
-func (s *Scanner) gpuProcesses(ctx context.Context, uses []*detect.GPUUse) []GPUProcess {
+// is gone since has nothing to place. It reads them all, whatever is left
+// of the scan's budget: a GPU source that answered vouches for the whole
+// set, so a process left unread would pass for one that exited.
+func (s *Scanner) gpuProcesses(uses []*detect.GPUUse) []GPUProcess {
 	out := make([]GPUProcess, 0, len(uses))
-	for i, use := range uses {
-		if ctx.Err() != nil {
-			s.log.Warn("scan budget spent before every GPU process was read", "source", inventory.SourceProcfs, "unread", len(uses)-i)
-			break
-		}
+	for _, use := range uses {
 		info, err := s.procfs.Process(use.PID)
 		if err != nil {
 			if !errors.Is(err, detect.ErrVanished) {
