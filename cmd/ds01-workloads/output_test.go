@@ -233,7 +233,7 @@ func TestJSONExact(t *testing.T) {
 			if r.code != exitOK {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
-			var doc jsonDocument
+			var doc referenceDocument
 			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
 				t.Fatalf("--json is not JSON: %v", err)
 			}

@@ -89,33 +89,6 @@ func render(w *bufio.Writer, inv *inventory.Inventory, opts options, st style, n
 	return nil
 }
 
-// writeJSON prints the rows as one JSON document, indented when pretty.
-// Strings are exactly as in the inventory: JSON escaping keeps them harmless
-// on a terminal, and jq needs them whole. The document goes to w a workload
-// at a time; a value JSON cannot hold fails it before anything is written.
-func writeJSON(w io.Writer, inv *inventory.Inventory, rows []row, pretty bool) error {
-	sources := slices.Sorted(maps.Keys(inv.Sources))
-	if err := checkJSON(inv, sources, rows); err != nil {
-		return fmt.Errorf("encode JSON: %w", err)
-	}
-	j := jsonWriter{buf: make([]byte, 0, 4096), pretty: pretty}
-	j.open('{')
-	j.header(inv, sources)
-	j.field("workloads")
-	j.open('[')
-	for _, r := range rows {
-		j.next()
-		j.workload(r.w)
-		if err := j.flush(w); err != nil {
-			return err
-		}
-	}
-	j.close(']')
-	j.close('}')
-	j.buf = append(j.buf, '\n')
-	return j.flush(w)
-}
-
 // lastScan says when the last scan ran: "20s ago (2026-01-30T14:30:00Z)".
 func lastScan(inv *inventory.Inventory, now time.Time) string {
 	if inv.Scan.Time.IsZero() {

@@ -47,10 +47,6 @@ func newRows(inv *inventory.Inventory, gpus inventory.GPUIndex, now time.Time) [
 	return rows
 }
 
-func isProcess(typ string) bool {
-	return typ == inventory.TypeHostProcess || typ == inventory.TypeSystem
-}
-
 // Table headers.
 const (
 	idHeader         = "ID"
@@ -148,7 +144,7 @@ func safe(s string) string {
 
 // ID is the container ID cut to 12 characters, or the PID.
 func (r row) ID() string {
-	if isProcess(r.w.Type) {
+	if inventory.IsProcessType(r.w.Type) {
 		return safe(r.w.ID)
 	}
 	return safe(inventory.ShortID(r.w.ID))
@@ -265,7 +261,7 @@ func (r row) Idle() bool { return r.w.GPUIdle }
 // Undeclared reports a container using a GPU it did not declare: with no
 // declared access at all, or on a GPU outside the declared ones.
 func (r row) Undeclared() bool {
-	return !isProcess(r.w.Type) && r.w.GPUObserved && (!r.w.GPUDeclared || len(r.outside) > 0)
+	return !inventory.IsProcessType(r.w.Type) && r.w.GPUObserved && (!r.w.GPUDeclared || len(r.outside) > 0)
 }
 
 // Stale reports data left from an earlier scan because its source was down.

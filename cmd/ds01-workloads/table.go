@@ -229,7 +229,7 @@ func writeFooter(w *bufio.Writer, inv *inventory.Inventory, rows []row, hidden i
 	var containers, withGPU, procs int
 	for _, x := range rows {
 		switch {
-		case isProcess(x.w.Type):
+		case inventory.IsProcessType(x.w.Type):
 			procs++
 		case x.w.HasGPU:
 			withGPU++
