@@ -77,7 +77,9 @@ func start[T any](ctx context.Context, s *Scanner, src source, f func(context.Co
 		}}
 		if a.err != nil {
 			o.status.Error = a.err.Error()
-			s.log.Log(context.Background(), src.failLevel, "source unavailable", "source", src.name, "err", a.err)
+			// The message names the source, so that a journal is read
+			// with grep: "docker source unavailable".
+			s.log.Log(context.Background(), src.failLevel, src.name+" source unavailable", "source", src.name, "err", a.err)
 			return o
 		}
 		o.value = a.value
