@@ -157,6 +157,8 @@ func TestScanPlacesEverySourcesFindings(t *testing.T) {
 func TestObserveHungDockerCostsItsOwnBudget(t *testing.T) {
 	const budget = 300 * time.Millisecond
 	s := newTestScanner(t, &fakeDocker{hang: true}, mockGPUs(), Budgets{Docker: budget, DockerCall: time.Hour})
+	var logged strings.Builder
+	s.log = slog.New(slog.NewTextHandler(&logged, nil))
 	began := time.Now()
 	obs := s.Observe(context.Background(), nil)
 	took := time.Since(began)
@@ -164,6 +166,10 @@ func TestObserveHungDockerCostsItsOwnBudget(t *testing.T) {
 	d := obs.Sources[inventory.SourceDocker]
 	if d.OK || !strings.Contains(d.Error, "deadline exceeded") {
 		t.Errorf("docker source = %+v; want failed at its deadline", d)
+	}
+	// Admins find an outage in the journal with grep.
+	if !strings.Contains(logged.String(), `level=WARN msg="docker source unavailable" source=docker`) {
+		t.Errorf("the log does not say the docker source is unavailable:\n%s", logged.String())
 	}
 	if d.DurationMS < budget.Milliseconds() {
 		t.Errorf("docker took %d ms by its record; its budget is %v", d.DurationMS, budget)
