@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -194,7 +193,7 @@ func (w *churnWorld) cleanup() {
 	// By name as well as by ID: a create that failed may still have made
 	// its container.
 	ids := []string{"rm", "-f"}
-	if out, err := churnDocker("ps", "-aq", "--no-trunc", "--filter", "name=^"+w.prefix+"-"); err == nil {
+	if out, err := dockerErr("ps", "-aq", "--no-trunc", "--filter", "name=^"+w.prefix+"-"); err == nil {
 		ids = append(ids, strings.Fields(out)...)
 	}
 	for _, c := range w.containers {
@@ -203,7 +202,7 @@ func (w *churnWorld) cleanup() {
 		}
 	}
 	if len(ids) > 2 {
-		if _, err := churnDocker(ids...); err != nil {
+		if _, err := dockerErr(ids...); err != nil {
 			w.t.Errorf("cleanup: %v", err)
 		}
 	}
@@ -303,7 +302,7 @@ func (w *churnWorld) create(o churnOrigin, run bool) *churnContainer {
 	}
 	args = append(args, env.image, "sleep", "3600")
 	begin := time.Now()
-	out, err := churnDocker(args...)
+	out, err := dockerErr(args...)
 	end := time.Now()
 	if err != nil {
 		w.t.Fatalf("driver: %v", err)
@@ -332,7 +331,7 @@ func (w *churnWorld) create(o churnOrigin, run bool) *churnContainer {
 func (w *churnWorld) change(c *churnContainer, state string, verb ...string) {
 	w.t.Helper()
 	begin := time.Now()
-	_, err := churnDocker(append(verb, c.id)...)
+	_, err := dockerErr(append(verb, c.id)...)
 	end := time.Now()
 	if err != nil {
 		w.t.Fatalf("driver: %v\n%s", err, c.history())
@@ -350,7 +349,7 @@ func (w *churnWorld) change(c *churnContainer, state string, verb ...string) {
 func (w *churnWorld) addProc() {
 	w.t.Helper()
 	cmd := exec.Command("sleep", churnProcArg)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(w.user.uid), Gid: uint32(w.user.uid)}}
+	cmd.SysProcAttr = w.user.credential()
 	if err := cmd.Start(); err != nil {
 		w.t.Fatalf("driver: start a host process: %v", err)
 	}
@@ -521,7 +520,7 @@ func churnCheckFinal(tl *churnTally, w *churnWorld, final *churnSnap) {
 // another engine's, and not judged), the ghost PID, or a process with the
 // driver's command line but not the PID and start time of one the driver
 // ran.
-func churnCheckSubjects(tl *churnTally, w *churnWorld, evs []churnEvent) {
+func churnCheckSubjects(tl *churnTally, w *churnWorld, evs []event) {
 	tl.t.Helper()
 	// PIDs wrap around: two of the driver's processes may share one, told
 	// apart by their start time.

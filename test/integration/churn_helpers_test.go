@@ -3,21 +3,15 @@
 package integration
 
 // What TestSoakChurn and TestKillAnywhere share: the settings they read from
-// the environment, their figures, an event log reader that insists on whole
-// lines, and inventory snapshots with the transitions one snapshot implies
+// the environment, their figures, a check of the whole event log, and
+// inventory snapshots with the transitions one snapshot implies
 // over another. The driver and the scanner runner are in
 // churn_driver_helpers_test.go and churn_scanner_helpers_test.go.
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,10 +22,6 @@ import (
 )
 
 const (
-	// churnScanTimeout bounds one scanner run: its own budget is 20 s.
-	churnScanTimeout = 60 * time.Second
-	// churnDockerTimeout bounds one docker CLI call of the driver.
-	churnDockerTimeout = 90 * time.Second
 	// churnGhostPID is listed by the mock NVML on every scan but can never
 	// exist: Linux PIDs stop at PID_MAX_LIMIT, 2^22. No event may name it.
 	churnGhostPID = 1<<22 + 17
@@ -146,26 +136,10 @@ func (c *churnTally) falsely(format string, args ...any) {
 	c.errorf("FALSE: "+format, args...)
 }
 
-// churnDocker runs the docker CLI against the private engine, bounded in
-// time.
-func churnDocker(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), churnDockerTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST="+env.dockerHost)
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
-
 // churnEngineContainers returns every container on the engine: full ID →
 // state, as `docker ps -a` says.
 func churnEngineContainers() (map[string]string, error) {
-	out, err := churnDocker("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}")
+	out, err := dockerErr("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}")
 	if err != nil {
 		return nil, err
 	}
@@ -200,183 +174,6 @@ func churnStartTicks(pid int) (uint64, error) {
 
 // ---- Events -----------------------------------------------------------------
 
-// churnEvent is the part of one event line the checks read.
-type churnEvent struct {
-	Type        string
-	ScanID      string
-	BaseScanID  string // "" when absent: the scan had no previous inventory
-	ContainerID string
-	PID         int
-	StartTicks  uint64
-	From, To    string
-	Changed     string
-	Status      string
-	Source      string
-	Command     string
-	Runtime     string
-	line        string
-}
-
-var churnStamp = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$`)
-
-// churnProblem is a line of the event log that is not a whole event.
-type churnProblem struct {
-	// offset is where the line starts in the log, size its length with
-	// its newline, if any.
-	offset int64
-	size   int
-	// torn: the last line of the log, without its newline.
-	torn bool
-	text string
-}
-
-// churnLog reads the event log as the scans append to it.
-type churnLog struct {
-	path   string
-	offset int64
-	// tornAt is where the log's unfinished last line starts; -1 if none.
-	tornAt int64
-}
-
-func newChurnLog(path string) *churnLog { return &churnLog{path: path, tornAt: -1} }
-
-// next reads what was appended since the last call. A writer that finds the
-// log torn starts its first event on a fresh line: that newline ends the
-// torn line and is no part of what it appended.
-func (l *churnLog) next() (evs []churnEvent, problems []churnProblem, err error) {
-	skip := int64(0)
-	if l.tornAt >= 0 {
-		if b, err := churnReadAt(l.path, l.offset, 1); err == nil && len(b) == 1 && b[0] == '\n' {
-			skip = 1
-		}
-	}
-	evs, next, problems, err := churnReadEvents(l.path, l.offset+skip)
-	if err != nil {
-		return nil, nil, err
-	}
-	if next > l.offset {
-		l.tornAt = -1
-	}
-	l.offset = next
-	for _, p := range problems {
-		if p.torn {
-			l.tornAt = p.offset
-		}
-	}
-	return evs, problems, nil
-}
-
-func churnReadAt(path string, offset int64, n int) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	k, err := f.ReadAt(b, offset)
-	if err == io.EOF {
-		err = nil
-	}
-	return b[:k], err
-}
-
-// churnReadEvents reads path from offset on. Every line must be one whole
-// JSON event, under inventory.MaxEventLine with its newline, and the file
-// must end with a newline; each violation is one problem. next is the
-// offset of the end of the file.
-func churnReadEvents(path string, offset int64) (evs []churnEvent, next int64, problems []churnProblem, err error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, offset, nil, nil
-	}
-	if err != nil {
-		return nil, offset, nil, err
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return nil, offset, nil, err
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, offset, nil, err
-	}
-	next = offset + int64(len(data))
-	at := offset
-	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		p := churnProblem{offset: at, size: len(line)}
-		at += int64(len(line))
-		switch {
-		case len(line) == 0:
-			continue
-		case line[len(line)-1] != '\n':
-			p.torn, p.text = true, fmt.Sprintf("torn line at byte %d (no newline at the end of the log): %q", p.offset, churnClip(line))
-			problems = append(problems, p)
-			continue
-		case len(line) >= inventory.MaxEventLine:
-			p.text = fmt.Sprintf("line at byte %d of %d bytes, not under %d: %q", p.offset, len(line), inventory.MaxEventLine, churnClip(line))
-			problems = append(problems, p)
-		}
-		e, perr := churnParseEvent(line)
-		if perr != nil {
-			p.text = fmt.Sprintf("line at byte %d: %v: %q", p.offset, perr, churnClip(line))
-			problems = append(problems, p)
-			continue
-		}
-		evs = append(evs, e)
-	}
-	return evs, next, problems, nil
-}
-
-func churnClip(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "…"
-	}
-	return string(b)
-}
-
-func churnParseEvent(line []byte) (churnEvent, error) {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return churnEvent{}, fmt.Errorf("not a JSON object: %v", err)
-	}
-	if dec.More() {
-		return churnEvent{}, errors.New("more than one JSON value on the line")
-	}
-	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	e := churnEvent{Type: str(m, "event_type"), line: strings.TrimSpace(string(line))}
-	if !churnStamp.MatchString(str(m, "timestamp")) || str(m, "source") != inventory.EventSource ||
-		str(m, "schema_version") != inventory.EventSchemaVersion || e.Type == "" {
-		return e, errors.New("bad envelope")
-	}
-	d, ok := m["details"].(map[string]any)
-	if !ok {
-		return e, errors.New("no details object")
-	}
-	e.ScanID, e.BaseScanID = str(d, "scan_id"), str(d, "base_scan_id")
-	if e.ScanID == "" {
-		return e, errors.New("no details.scan_id")
-	}
-	e.ContainerID, e.From, e.To, e.Changed = str(d, "container_id"), str(d, "from"), str(d, "to"), str(d, "changed")
-	e.Status, e.Source, e.Command, e.Runtime = str(d, "status"), str(d, "source"), str(d, "command"), str(d, "runtime")
-	if n, ok := d["pid"].(json.Number); ok {
-		pid, err := strconv.Atoi(n.String())
-		if err != nil {
-			return e, fmt.Errorf("details.pid %s", n)
-		}
-		e.PID = pid
-	}
-	if n, ok := d["start_ticks"].(json.Number); ok {
-		ticks, err := strconv.ParseUint(n.String(), 10, 64)
-		if err != nil {
-			return e, fmt.Errorf("details.start_ticks %s", n)
-		}
-		e.StartTicks = ticks
-	}
-	return e, nil
-}
-
 // churnCheckWholeLog reads the event log from its start, line by line, as
 // its consumers do, and fails on every line that is not a whole event but
 // one of the torn lines allowed (offset → size without the newline): the
@@ -387,7 +184,7 @@ func churnParseEvent(line []byte) (churnEvent, error) {
 // appended.
 func churnCheckWholeLog(tl *churnTally, path string, want int, torn map[int64]int) (bad int) {
 	tl.t.Helper()
-	evs, _, problems, err := churnReadEvents(path, 0)
+	evs, _, problems, err := readEvents(path, 0)
 	if err != nil {
 		tl.t.Fatal(err)
 	}
@@ -477,20 +274,20 @@ func churnShort(subject string) string {
 }
 
 // churnTransOf is the transition an event states.
-func churnTransOf(e churnEvent) churnTrans {
-	switch e.Type {
+func churnTransOf(e event) churnTrans {
+	switch e.EventType {
 	case inventory.EventContainerDiscovered, inventory.EventContainerRemoved:
-		return churnTrans{Kind: e.Type, Subject: churnContainerSubject(e.ContainerID)}
+		return churnTrans{Kind: e.EventType, Subject: churnContainerSubject(e.ContainerID)}
 	case inventory.EventContainerStatusChanged:
-		return churnTrans{Kind: e.Type, Subject: churnContainerSubject(e.ContainerID), From: e.From, To: e.To}
+		return churnTrans{Kind: e.EventType, Subject: churnContainerSubject(e.ContainerID), From: e.From, To: e.To}
 	case inventory.EventContainerClassification:
-		return churnTrans{Kind: e.Type + ":" + e.Changed, Subject: churnContainerSubject(e.ContainerID), From: e.From, To: e.To}
+		return churnTrans{Kind: e.EventType + ":" + e.Changed, Subject: churnContainerSubject(e.ContainerID), From: e.From, To: e.To}
 	case inventory.EventHostProcessDiscovered, inventory.EventHostProcessExited:
-		return churnTrans{Kind: e.Type, Subject: churnProcSubject(inventory.ProcessKey{PID: e.PID, StartTicks: e.StartTicks})}
+		return churnTrans{Kind: e.EventType, Subject: churnProcSubject(inventory.ProcessKey{PID: e.PID, StartTicks: e.StartTicks})}
 	case inventory.EventSourceUnavailable, inventory.EventSourceRecovered:
-		return churnTrans{Kind: e.Type, Subject: "source " + e.Source}
+		return churnTrans{Kind: e.EventType, Subject: "source " + e.SourceName}
 	}
-	return churnTrans{Kind: e.Type, Subject: "scan " + e.ScanID}
+	return churnTrans{Kind: e.EventType, Subject: "scan " + e.ScanID}
 }
 
 // churnDiff is every transition the DESIGN's reconcile rules make between

@@ -2,12 +2,11 @@
 
 package integration
 
-// The runner of the nvmlmock ds01-scan for TestSoakChurn and
-// TestKillAnywhere: plain, under strace held at every write, flush and
-// rename, or killed by strace on entering a chosen call.
+// How TestSoakChurn and TestKillAnywhere run the nvmlmock ds01-scan: plain,
+// under strace held at every write, flush and rename, or killed by strace on
+// entering a chosen call; always through scanner.command.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -22,19 +21,11 @@ import (
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
 
-// churnScanner runs the nvmlmock ds01-scan on private directories: the state
-// directory holds nothing but what the scanner writes there.
-type churnScanner struct {
-	bin, dir, state, events, mock string
-}
-
-func newChurnScanner(t *testing.T) *churnScanner {
+// newChurnScanner is the nvmlmock ds01-scan on private directories: the
+// state directory holds nothing but what the scanner writes there.
+func newChurnScanner(t *testing.T) *scanner {
 	t.Helper()
-	bin := filepath.Join(env.bin, "ds01-scan-nvmlmock")
-	_, err := os.Stat(bin)
-	mustHave(t, err == nil, "bin/ds01-scan-nvmlmock not built (make test builds it)")
-	s := &churnScanner{bin: bin, dir: t.TempDir()}
-	s.state = filepath.Join(s.dir, "workload-inventory.json")
+	s := newGPUScanner(t)
 	s.events = filepath.Join(t.TempDir(), "events.jsonl")
 	s.mock = filepath.Join(t.TempDir(), "nvml.json")
 	return s
@@ -50,8 +41,8 @@ type churnRun struct {
 	out string
 	// events are the lines the run appended to the log; problems the ones
 	// that were not whole events.
-	events   []churnEvent
-	problems []churnProblem
+	events   []event
+	problems []eventProblem
 	// inv is the inventory on disk after the run; loadErr why there is none.
 	inv     *inventory.Inventory
 	loadErr error
@@ -112,34 +103,26 @@ func churnAtCall(strace, calls string, when int, paths ...string) churnPlan {
 	return churnPlan{kill: -1, strace: strace, straceArgs: args}
 }
 
-// run runs one scan as plan says and reads what it appended to log.
-func (s *churnScanner) run(plan churnPlan, log *churnLog) churnRun {
-	ctx, cancel := context.WithTimeout(context.Background(), churnScanTimeout)
-	defer cancel()
-	name, args := s.bin, []string{"--state-dir", s.dir, "--events-file", s.events, "--docker-host", env.dockerHost}
+// runPlan runs one scan as plan says and reads what it appended to log.
+func (s *scanner) runPlan(plan churnPlan, log *eventLog) churnRun {
+	var o scanOpts
 	if plan.strace != "" {
-		wrap := append([]string{"-f", "-qq", "-o", "/dev/null"}, plan.straceArgs...)
-		name, args = plan.strace, append(append(wrap, "--", s.bin), args...)
+		o.prefix = append(append([]string{plan.strace, "-f", "-qq", "-o", "/dev/null"}, plan.straceArgs...), "--")
 	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "DS01_NVML_MOCK="+s.mock)
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	p := s.command(o)
 	var r churnRun
-	r.start = time.Now()
-	if err := cmd.Start(); err != nil {
-		r.err, r.end = err, time.Now()
+	if err := p.start(); err != nil {
+		r.start, r.end, r.err = p.began, time.Now(), err
 		return r
 	}
 	if plan.kill >= 0 {
-		target := cmd.Process
+		target := p.cmd.Process
 		if plan.strace != "" {
 			var err error
-			if target, err = churnTracee(cmd.Process.Pid, s.bin); err != nil {
-				cmd.Process.Kill()
-				cmd.Wait()
-				r.err, r.end = err, time.Now()
+			if target, err = churnTracee(p.cmd.Process.Pid, s.bin); err != nil {
+				p.cmd.Process.Kill()
+				p.wait()
+				r.start, r.end, r.err = p.began, time.Now(), err
 				return r
 			}
 			defer target.Release()
@@ -149,20 +132,15 @@ func (s *churnScanner) run(plan churnPlan, log *churnLog) churnRun {
 		// so a reused PID is never hit.
 		_ = target.Signal(syscall.SIGKILL)
 	}
-	err := cmd.Wait()
-	r.end = time.Now()
-	r.out = out.String()
-	var ws syscall.WaitStatus
-	if cmd.ProcessState != nil {
-		ws, _ = cmd.ProcessState.Sys().(syscall.WaitStatus)
-	}
+	res := p.wait()
+	r.start, r.end, r.out = res.start, res.end, res.output()
 	switch {
-	case ctx.Err() != nil:
-		r.err = fmt.Errorf("scan ran past %v and was killed", churnScanTimeout)
-	case (plan.kill >= 0 || plan.strace != "") && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+	case res.timedOut:
+		r.err = fmt.Errorf("scan ran past %v and was killed", scanTimeout)
+	case (plan.kill >= 0 || plan.strace != "") && res.signal == syscall.SIGKILL:
 		// strace dies of the signal that killed the scanner.
 		r.killed = true
-	case err != nil && plan.strace != "" && churnStraceTrouble(r.out):
+	case !res.ok() && plan.strace != "" && churnStraceTrouble(r.out):
 		// strace itself lost hold of the scanner (PTRACE_LISTEN EIO when a
 		// SIGKILL races the scanner's exit, under load) and exited 1: a
 		// tracer failure, not the scanner's. Its fate is read from what it
@@ -172,14 +150,14 @@ func (s *churnScanner) run(plan churnPlan, log *churnLog) churnRun {
 		case plan.kill >= 0:
 			r.killed = true
 		default:
-			r.err = fmt.Errorf("strace: %v", err)
+			r.err = fmt.Errorf("strace: %s", res.status())
 		}
-	case err != nil:
-		r.err = fmt.Errorf("ds01-scan: %v", err)
+	case !res.ok():
+		r.err = fmt.Errorf("ds01-scan: %s", res.status())
 	}
 	var rerr error
 	if r.events, r.problems, rerr = log.next(); rerr != nil {
-		r.problems = append(r.problems, churnProblem{text: "read event log: " + rerr.Error()})
+		r.problems = append(r.problems, eventProblem{text: "read event log: " + rerr.Error()})
 	}
 	r.inv, r.loadErr = inventory.Load(s.state)
 	return r
@@ -229,7 +207,7 @@ func churnTracee(pid int, bin string) (*os.Process, error) {
 
 // tempFiles lists the state directory's leftovers of an interrupted save, and
 // anything there that should not be.
-func (s *churnScanner) tempFiles() (temps, strays []string, err error) {
+func (s *scanner) tempFiles() (temps, strays []string, err error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, nil, err

@@ -30,57 +30,34 @@ type mockNVML struct {
 	InitError string        `json:"init_error,omitempty"`
 }
 
-// gpuScanner runs the ds01-scan built with -tags nvmlmock, whose NVML is
-// go-nvml's mock server reporting what the mock file says.
-type gpuScanner struct {
-	*scanner
-	mock string
-}
-
-func newGPUScanner(t *testing.T) *gpuScanner {
+// newGPUScanner is the ds01-scan built with -tags nvmlmock, whose NVML is
+// go-nvml's mock server reporting what its mock file says (report).
+func newGPUScanner(t *testing.T) *scanner {
 	t.Helper()
 	bin := filepath.Join(env.bin, "ds01-scan-nvmlmock")
 	_, err := os.Stat(bin)
 	mustHave(t, err == nil, "bin/ds01-scan-nvmlmock not built (make test builds it)")
 	s := newScanner(t)
-	return &gpuScanner{scanner: s, mock: filepath.Join(s.dir, "nvml.json")}
+	s.bin, s.mock = bin, filepath.Join(s.dir, "nvml.json")
+	return s
 }
 
-func (g *gpuScanner) report(t *testing.T, m mockNVML) {
+// report makes the mock NVML report m from the next scan on.
+func (s *scanner) report(t *testing.T, m mockNVML) {
 	t.Helper()
 	data, _ := json.Marshal(m)
-	if err := os.WriteFile(g.mock, data, 0o644); err != nil {
+	if err := os.WriteFile(s.mock, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (g *gpuScanner) scan(t *testing.T) *inventory.Inventory {
+// hostEvents returns the types of the events about one host process, in
+// order.
+func (s *scanner) hostEvents(t *testing.T, pid int) []string {
 	t.Helper()
-	return g.scanUnder(t)
-}
-
-// scanUnder runs the scanner under the command prefix (setpriv …), if any.
-func (g *gpuScanner) scanUnder(t *testing.T, prefix ...string) *inventory.Inventory {
-	t.Helper()
-	args := append(prefix, filepath.Join(env.bin, "ds01-scan-nvmlmock"), "--state-dir", g.dir, "--events-file", g.events,
-		"--docker-host", env.dockerHost)
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "DS01_NVML_MOCK="+g.mock)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("ds01-scan: %v\n%s", err, out)
-	}
-	inv, err := inventory.Load(g.state)
-	if err != nil {
-		t.Fatalf("load inventory: %v\n%s", err, out)
-	}
-	return inv
-}
-
-func (g *gpuScanner) hostEvents(t *testing.T, pid int) []string {
 	var types []string
-	for _, e := range g.allEvents(t) {
-		if p, ok := e.Details["pid"].(float64); ok && int(p) == pid {
+	for _, e := range s.allEvents(t) {
+		if e.PID == pid {
 			types = append(types, e.EventType)
 		}
 	}
@@ -141,7 +118,7 @@ func TestScanGPUProcessInContainer(t *testing.T) {
 func TestScanHostGPUProcess(t *testing.T) {
 	u := newUser(t, "ds01it-dave")
 	cmd := exec.Command("sleep", "600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.uid)}}
+	cmd.SysProcAttr = u.credential()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -266,9 +243,9 @@ func TestScanOtherRuntimeContainer(t *testing.T) {
 // heldDevice is the GPU node holdDevice's processes hold: GPU 6.
 const heldDevice = "/dev/nvidia6"
 
-// holdDevice starts a process, as uid when uid > 0, that holds /dev/nvidia6
+// holdDevice starts a process, as u when not nil, that holds /dev/nvidia6
 // open and nothing NVML would list, and returns its PID.
-func holdDevice(t *testing.T, uid int) int {
+func holdDevice(t *testing.T, u *testUser) int {
 	t.Helper()
 	// Without a driver, opening a node of NVIDIA's major fails (ENXIO); the
 	// scan matches the path a descriptor points at, so a node with
@@ -280,8 +257,8 @@ func holdDevice(t *testing.T, uid int) int {
 		t.Cleanup(func() { os.Remove(heldDevice) })
 	}
 	cmd := exec.Command("sh", "-c", "exec 3<"+heldDevice+"; exec sleep 600")
-	if uid > 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	if u != nil {
+		cmd.SysProcAttr = u.credential()
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -298,18 +275,17 @@ func TestScanWithoutPtraceWarns(t *testing.T) {
 	setpriv, err := exec.LookPath("setpriv")
 	mustHave(t, err == nil, "setpriv (util-linux) not installed")
 	u := newUser(t, "ds01it-erin")
-	pid := holdDevice(t, u.uid)
+	pid := holdDevice(t, &u)
 	g := newGPUScanner(t)
 	g.report(t, mockNVML{})
 
-	inv := g.scanUnder(t, setpriv, "--bounding-set=-sys_ptrace", "--")
+	inv, _ := g.mustScan(t, scanOpts{prefix: []string{setpriv, "--bounding-set=-sys_ptrace", "--"}})
 	procfs := inv.Sources["procfs"]
 	if !procfs.OK || !strings.Contains(procfs.Warning, "CAP_SYS_PTRACE") || !strings.Contains(procfs.Warning, "permission denied") {
 		t.Errorf("procfs source without CAP_SYS_PTRACE: %+v, want ok with a warning naming the capability", procfs)
 	}
-	out, err := exec.Command(filepath.Join(env.bin, "ds01-workloads"), "--inventory", g.state).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "warning: source procfs has a blind spot: could not read open files of") {
-		t.Errorf("ds01-workloads does not pass the warning on (%v):\n%s", err, out)
+	if r := workloads(t, g.state); r.code != 0 || !strings.Contains(r.output(), "warning: source procfs has a blind spot: could not read open files of") {
+		t.Errorf("ds01-workloads does not pass the warning on (%s):\n%s", r.status(), r.output())
 	}
 
 	g.scan(t)
@@ -323,7 +299,7 @@ func TestScanWithoutPtraceWarns(t *testing.T) {
 }
 
 func TestScanDeviceHolderOnly(t *testing.T) {
-	pid := holdDevice(t, 0)
+	pid := holdDevice(t, nil)
 	g := newGPUScanner(t)
 	g.report(t, mockNVML{})
 	g.scan(t)

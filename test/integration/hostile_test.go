@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,73 +50,6 @@ const hostileEsc = "\x1b[2J\x1b]0;ds01hostile-title\x07\u009b31m\u202eevil\u202c
 // hostileArg is hostileEsc as a command-line argument can hold it: execve
 // takes no NUL.
 var hostileArg = strings.ReplaceAll(hostileEsc, "\x00", "")
-
-// hostileResult is what one run of a binary left.
-type hostileResult struct {
-	stdout, stderr []byte
-	code           int
-	took           time.Duration
-}
-
-func (r hostileResult) String() string {
-	return fmt.Sprintf("exit %d after %s\nstdout: %.2000q\nstderr: %.2000q", r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
-}
-
-// hostileRun runs one of the built binaries, failing the test if it is
-// still running after timeout: nothing here may block.
-func hostileRun(t *testing.T, timeout time.Duration, extraEnv []string, name string, args ...string) hostileResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(env.bin, name), args...)
-	cmd.Env = append(os.Environ(), extraEnv...)
-	cmd.WaitDelay = 2 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	r := hostileResult{stdout: stdout.Bytes(), stderr: stderr.Bytes(), took: time.Since(start)}
-	if ctx.Err() != nil {
-		t.Fatalf("%s %q: still running after %s (blocked?)\n%s", name, args, timeout, r)
-	}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	default:
-		t.Fatalf("%s: %v", name, err)
-	}
-	return r
-}
-
-// hostileScan runs one scan of the private engine into s, with extra flags.
-func hostileScan(t *testing.T, s *scanner, extra ...string) hostileResult {
-	t.Helper()
-	args := append([]string{"--state-dir", s.dir, "--events-file", s.events, "--docker-host", env.dockerHost}, extra...)
-	return hostileRun(t, 60*time.Second, nil, "ds01-scan", args...)
-}
-
-// hostileMustScan runs a scan that must succeed and leave a loadable
-// inventory.
-func hostileMustScan(t *testing.T, s *scanner, extra ...string) (*inventory.Inventory, hostileResult) {
-	t.Helper()
-	r := hostileScan(t, s, extra...)
-	if r.code != 0 {
-		t.Fatalf("ds01-scan failed:\n%s", r)
-	}
-	inv, err := inventory.Load(s.state)
-	if err != nil {
-		t.Fatalf("load inventory after scan: %v\n%s", err, r)
-	}
-	return inv, r
-}
-
-// hostileWorkloads runs ds01-workloads on the inventory at path.
-func hostileWorkloads(t *testing.T, path string, args ...string) hostileResult {
-	t.Helper()
-	return hostileRun(t, 10*time.Second, []string{"NO_COLOR=", "COLUMNS="}, "ds01-workloads", append([]string{"--inventory", path}, args...)...)
-}
 
 // hostileToken returns n random bytes as hex: a value no test or product
 // string holds by chance.
@@ -170,38 +102,6 @@ func hostileCreate(t *testing.T, name string, config map[string]any) string {
 	return created.ID
 }
 
-// hostileEventLines reads the event log and checks every line: under
-// MaxEventLine with its newline, one whole JSON object, valid UTF-8.
-func hostileEventLines(t *testing.T, path string) []event {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read event log: %v", err)
-	}
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		t.Errorf("event log does not end with a newline")
-	}
-	var out []event
-	if len(data) == 0 {
-		return nil
-	}
-	for i, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
-		if len(line)+1 >= inventory.MaxEventLine {
-			t.Errorf("event line %d is %d bytes with its newline, want < %d", i+1, len(line)+1, inventory.MaxEventLine)
-		}
-		if !utf8.Valid(line) {
-			t.Errorf("event line %d is not valid UTF-8", i+1)
-		}
-		var e event
-		if !json.Valid(line) || json.Unmarshal(line, &e) != nil || e.EventType == "" {
-			t.Errorf("event line %d is not a JSON event: %.300q", i+1, line)
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // hostileAssertTerminalSafe fails if out could drive a terminal: invalid
 // UTF-8, or any control character but newline and tab (ESC, BEL, CR, NUL,
 // C1), or a bidirectional override.
@@ -240,7 +140,7 @@ func hostileQueryAll(t *testing.T, path string) hostileJSONDoc {
 	t.Helper()
 	for _, args := range [][]string{{}, {"--all"}, {"--wide"}, {"--all", "--wide"}} {
 		what := "ds01-workloads " + strings.Join(args, " ")
-		r := hostileWorkloads(t, path, args...)
+		r := workloads(t, path, args...)
 		if r.code != 0 {
 			t.Errorf("%s:\n%s", what, r)
 			continue
@@ -252,7 +152,7 @@ func hostileQueryAll(t *testing.T, path string) hostileJSONDoc {
 	var doc hostileJSONDoc
 	for _, args := range [][]string{{"--json"}, {"--all", "--json"}} {
 		what := "ds01-workloads " + strings.Join(args, " ")
-		r := hostileWorkloads(t, path, args...)
+		r := workloads(t, path, args...)
 		if r.code != 0 {
 			t.Errorf("%s:\n%s", what, r)
 			continue
@@ -339,7 +239,7 @@ func TestHostileStringsInContainers(t *testing.T) {
 	})
 
 	s := newScanner(t)
-	inv, r := hostileMustScan(t, s, "--textfile-dir", textDir, "--verbose")
+	inv, r := s.mustScan(t, scanOpts{args: []string{"--textfile-dir", textDir, "--verbose"}})
 	hostileAssertTerminalSafe(t, "ds01-scan --verbose output", append(r.stdout, r.stderr...))
 
 	files := map[string][]byte{}
@@ -396,7 +296,7 @@ func TestHostileStringsInContainers(t *testing.T) {
 		t.Errorf("a ds01.detected.user label holding an escape named the user %q", det.User)
 	}
 
-	events := hostileEventLines(t, s.events)
+	events := s.allEvents(t)
 	for _, id := range []string{escID, bigID, detectedID} {
 		n := 0
 		for _, e := range events {
@@ -427,8 +327,8 @@ func TestHostileStringsInContainers(t *testing.T) {
 	// a hostile string that did not survive the round trip through the
 	// file would show as a transition.
 	before := len(events)
-	hostileMustScan(t, s, "--textfile-dir", textDir)
-	for _, e := range hostileEventLines(t, s.events)[before:] {
+	s.mustScan(t, scanOpts{args: []string{"--textfile-dir", textDir}})
+	for _, e := range s.allEvents(t)[before:] {
 		if id, _ := e.Details["container_id"].(string); id == escID || id == bigID || id == detectedID {
 			t.Errorf("second scan: %s for %s: a false transition", e.EventType, id[:12])
 		}
@@ -447,7 +347,7 @@ func TestHostileHostProcessCommand(t *testing.T) {
 	cmd := exec.Command("sleep", "600")
 	// sleep ignores its argv[0], which the process sets as it likes.
 	cmd.Args[0] = hostileArg + strings.Repeat("z", 100<<10) + cmdMark
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.uid)}}
+	cmd.SysProcAttr = u.credential()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +370,7 @@ func TestHostileHostProcessCommand(t *testing.T) {
 	}
 
 	for _, args := range [][]string{{}, {"--wide"}, {"--all"}} {
-		r := hostileWorkloads(t, g.state, args...)
+		r := workloads(t, g.state, args...)
 		what := "ds01-workloads " + strings.Join(args, " ")
 		if r.code != 0 {
 			t.Fatalf("%s:\n%s", what, r)
@@ -498,7 +398,7 @@ func TestHostileHostProcessCommand(t *testing.T) {
 	if got := g.hostEvents(t, pid); len(got) != 1 || got[0] != inventory.EventHostProcessDiscovered {
 		t.Errorf("events for the process %v, want one discovered: a hostile command line made a false transition", got)
 	}
-	hostileEventLines(t, g.events)
+	g.allEvents(t)
 }
 
 // TestHostileForgedInventoryQuery hands ds01-workloads a valid inventory
@@ -704,9 +604,9 @@ func TestHostileInventoryFileScanner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			inv, r := hostileMustScan(t, s)
-			if r.took > 20*time.Second {
-				t.Errorf("scan took %s, over its 20 s slot", r.took)
+			inv, r := s.mustScan(t, scanOpts{})
+			if r.took() > 20*time.Second {
+				t.Errorf("scan took %s, over its 20 s slot", r.took())
 			}
 			st, err := os.Lstat(s.state)
 			if err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != inventory.FileMode {
@@ -716,7 +616,7 @@ func TestHostileInventoryFileScanner(t *testing.T) {
 				t.Errorf("new inventory is not a fresh one: %+v", inv.Scan)
 			}
 			resets := 0
-			for _, e := range hostileEventLines(t, s.events) {
+			for _, e := range s.allEvents(t) {
 				if e.EventType == inventory.EventInventoryReset {
 					resets++
 					if reason, _ := e.Details["reason"].(string); reason == "" {
@@ -774,13 +674,13 @@ func TestHostileInventoryFileQuery(t *testing.T) {
 			tc.plant(t, path)
 			before := hostileSnapshot(t, path)
 			for _, args := range [][]string{{}, {"--all", "--wide"}, {"--json"}} {
-				r := hostileWorkloads(t, path, args...)
+				r := workloads(t, path, args...)
 				what := "ds01-workloads " + strings.Join(args, " ")
 				if r.code != 1 || len(r.stdout) != 0 {
 					t.Errorf("%s: want exit 1 and no output:\n%s", what, r)
 				}
-				if r.took > 5*time.Second {
-					t.Errorf("%s took %s", what, r.took)
+				if r.took() > 5*time.Second {
+					t.Errorf("%s took %s", what, r.took())
 				}
 				msg := string(r.stderr)
 				if strings.Count(msg, "\n") != 1 || !strings.HasSuffix(msg, "\n") || !strings.HasPrefix(msg, "ds01-workloads: ") ||
@@ -831,7 +731,7 @@ func TestHostileEventLog(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newScanner(t)
 			container(t, "create", "--name", "ds01hostile-ev1-"+hostileToken(t, 4), env.image)
-			hostileMustScan(t, s)
+			s.scan(t)
 			stateBefore := hostileSnapshot(t, s.state)
 
 			// A change the next scan must log.
@@ -844,7 +744,7 @@ func TestHostileEventLog(t *testing.T) {
 			}
 			tc.plant(t, s.events, target)
 
-			r := hostileScan(t, s)
+			r := s.run(t, scanOpts{})
 			if r.code == 0 {
 				t.Errorf("scan with the event log a %s exited 0:\n%s", tc.name, r)
 			}
@@ -861,7 +761,7 @@ func TestHostileEventLog(t *testing.T) {
 			if err := os.Rename(s.events+".real", s.events); err != nil {
 				t.Fatal(err)
 			}
-			hostileMustScan(t, s)
+			s.scan(t)
 			if got := s.eventsFor(t, later); len(got) != 1 || got[0] != discovered {
 				t.Errorf("events for the container created while the log was refused: %v, want one discovered", got)
 			}
@@ -897,7 +797,7 @@ func TestHostileLockFile(t *testing.T) {
 			if filepath.Base(tc.lock) != ".scan.lock" {
 				args = []string{"--lock-file", tc.lock}
 			}
-			r := hostileScan(t, s, args...)
+			r := s.run(t, scanOpts{args: args})
 			if r.code != 0 && !strings.Contains(string(r.stderr), "lock") {
 				t.Errorf("scan refused without saying it is the lock file:\n%s", r)
 			}
@@ -924,11 +824,7 @@ func TestHostileLockFile(t *testing.T) {
 // and mode, and the inventory is a regular file of root's.
 func TestHostileSharedStateDir(t *testing.T) {
 	eve := newUser(t, "ds01hostile-eve")
-	u, err := user.Lookup(eve.name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid, _ := strconv.Atoi(u.Gid)
+	gid := eve.gid
 
 	s := newScanner(t)
 	if err := os.Chown(s.dir, 0, gid); err != nil {
@@ -967,10 +863,10 @@ func TestHostileSharedStateDir(t *testing.T) {
 	}
 
 	plantAll()
-	hostileMustScan(t, s, "--textfile-dir", s.dir)
+	s.mustScan(t, scanOpts{args: []string{"--textfile-dir", s.dir}})
 	// The group member strikes again between scans.
 	plantAll()
-	hostileMustScan(t, s, "--textfile-dir", s.dir)
+	s.mustScan(t, scanOpts{args: []string{"--textfile-dir", s.dir}})
 
 	for path, before := range targets {
 		hostileAssertUnchanged(t, path, before)
@@ -1020,14 +916,14 @@ func TestSecretsNeverStored(t *testing.T) {
 	s := newScanner(t)
 	textDir := t.TempDir()
 	outputs := map[string][]byte{}
-	dry := hostileScan(t, s, "--dry-run", "--verbose")
+	dry := s.run(t, scanOpts{args: []string{"--dry-run", "--verbose"}})
 	if dry.code != 0 {
 		t.Fatalf("dry run:\n%s", dry)
 	}
 	outputs["ds01-scan --dry-run --verbose"] = append(dry.stdout, dry.stderr...)
-	inv, r := hostileMustScan(t, s, "--textfile-dir", textDir, "--verbose")
+	inv, r := s.mustScan(t, scanOpts{args: []string{"--textfile-dir", textDir, "--verbose"}})
 	outputs["ds01-scan --verbose"] = append(r.stdout, r.stderr...)
-	_, r = hostileMustScan(t, s, "--textfile-dir", textDir, "--verbose")
+	_, r = s.mustScan(t, scanOpts{args: []string{"--textfile-dir", textDir, "--verbose"}})
 	outputs["second ds01-scan --verbose"] = append(r.stdout, r.stderr...)
 	mustFind(t, inv, id)
 
@@ -1039,7 +935,7 @@ func TestSecretsNeverStored(t *testing.T) {
 		outputs[name] = data
 	}
 	for _, args := range [][]string{{}, {"--all"}, {"--wide"}, {"--all", "--wide"}, {"--json"}, {"--all", "--json"}} {
-		r := hostileWorkloads(t, s.state, args...)
+		r := workloads(t, s.state, args...)
 		if r.code != 0 {
 			t.Errorf("ds01-workloads %v:\n%s", args, r)
 		}
@@ -1080,16 +976,16 @@ func TestHostileLabelFloodInventorySize(t *testing.T) {
 	}
 	id := hostileCreate(t, "ds01hostile-flood-"+hostileToken(t, 4), map[string]any{"Cmd": []string{"true"}, "Labels": labels})
 	s := newScanner(t)
-	if r := hostileScan(t, s, "--timeout", "60s"); r.code != 0 {
+	if r := s.run(t, scanOpts{args: []string{"--timeout", "60s"}}); r.code != 0 {
 		t.Fatalf("first scan:\n%s", r)
 	}
 	if _, err := inventory.Load(s.state); err != nil {
 		t.Errorf("the scan exited 0 having saved an inventory that Load refuses: %v", err)
 	}
-	if r := hostileScan(t, s, "--timeout", "60s"); r.code != 0 {
+	if r := s.run(t, scanOpts{args: []string{"--timeout", "60s"}}); r.code != 0 {
 		t.Fatalf("second scan:\n%s", r)
 	}
-	for _, e := range hostileEventLines(t, s.events) {
+	for _, e := range s.allEvents(t) {
 		if e.EventType == inventory.EventInventoryReset {
 			t.Errorf("the second scan reset the inventory the first one wrote (%v): a label flood puts every scan in a reset loop", e.Details["reason"])
 		}

@@ -49,8 +49,8 @@ type killFigures struct {
 type killHarness struct {
 	tl      *churnTally
 	w       *churnWorld
-	s       *churnScanner
-	log     *churnLog
+	s       *scanner
+	log     *eventLog
 	current *churnSnap
 	// tornLines are the unfinished lines of writers killed mid-append:
 	// offset → size.
@@ -66,7 +66,7 @@ func (h *killHarness) run(how string, plan churnPlan) killRun {
 	t := h.tl.t
 	t.Helper()
 	kr := killRun{how: how, base: h.current, want: h.w.expect(h.current)}
-	kr.r = h.s.run(plan, h.log)
+	kr.r = h.s.runPlan(plan, h.log)
 	r := kr.r
 	n := len(h.runs)
 	if r.err != nil {
@@ -159,7 +159,7 @@ func (h *killHarness) checkEvents(n int, kr killRun) {
 		if e.BaseScanID != kr.base.id() {
 			tl.falsely("run %d started from inventory %q but logged base_scan_id %q: %s", n, kr.base.id(), e.BaseScanID, e.line)
 		}
-		if e.Type == inventory.EventInventoryReset {
+		if e.EventType == inventory.EventInventoryReset {
 			tl.falsely("run %d found the inventory unreadable: %s", n, e.line)
 		}
 		got = append(got, churnTransOf(e))
@@ -305,17 +305,17 @@ type killPoint struct {
 	calls string
 	// when is drawn from 1..maxWhen: the call's occurrence (per thread).
 	maxWhen int
-	path    func(s *churnScanner) string
+	path    func(s *scanner) string
 }
 
 var killPoints = []killPoint{
-	{"at-load", "open,openat", 1, func(s *churnScanner) string { return s.state }},
-	{"at-log-open", "open,openat", 1, func(s *churnScanner) string { return s.events }},
-	{"at-event-write", "write,writev,pwrite64", 4, func(s *churnScanner) string { return s.events }},
-	{"at-log-fsync", "fsync,fdatasync", 1, func(s *churnScanner) string { return s.events }},
-	{"at-state-write", "write,writev,pwrite64,ftruncate", 1, func(s *churnScanner) string { return s.state }},
-	{"at-rename", "rename,renameat,renameat2", 1, func(s *churnScanner) string { return s.state }},
-	{"at-dir-fsync", "fsync,fdatasync", 1, func(s *churnScanner) string { return s.dir }},
+	{"at-load", "open,openat", 1, func(s *scanner) string { return s.state }},
+	{"at-log-open", "open,openat", 1, func(s *scanner) string { return s.events }},
+	{"at-event-write", "write,writev,pwrite64", 4, func(s *scanner) string { return s.events }},
+	{"at-log-fsync", "fsync,fdatasync", 1, func(s *scanner) string { return s.events }},
+	{"at-state-write", "write,writev,pwrite64,ftruncate", 1, func(s *scanner) string { return s.state }},
+	{"at-rename", "rename,renameat,renameat2", 1, func(s *scanner) string { return s.state }},
+	{"at-dir-fsync", "fsync,fdatasync", 1, func(s *scanner) string { return s.dir }},
 }
 
 // TestKillAnywhere SIGKILLs ds01-scan at random points of its run (seeded;
@@ -366,7 +366,7 @@ func TestKillAnywhere(t *testing.T) {
 		}
 	})
 	tl := &churnTally{t: t}
-	h := &killHarness{tl: tl, w: w, s: s, log: newChurnLog(s.events), scanIDs: map[string]int{}, tornLines: map[int64]int{},
+	h := &killHarness{tl: tl, w: w, s: s, log: newEventLog(s.events), scanIDs: map[string]int{}, tornLines: map[int64]int{},
 		fig: killFigures{byHow: map[string]int{}, landed: map[string]int{}}}
 
 	for i := range 10 {
@@ -422,7 +422,7 @@ func TestKillAnywhere(t *testing.T) {
 		tl.errorf("temporary files left after the final clean scan: %v", temps)
 	}
 
-	var all []churnEvent
+	var all []event
 	committed := map[string]bool{}
 	for _, kr := range h.runs {
 		all = append(all, kr.r.events...)
@@ -465,14 +465,14 @@ func TestKillAnywhere(t *testing.T) {
 	// Discoveries and removals happen once; logged twice, they must share
 	// their base_scan_id.
 	bases := map[churnTrans][]string{}
-	bySubject := map[string][]churnEvent{}
+	bySubject := map[string][]event{}
 	for _, e := range all {
 		x := churnTransOf(e)
 		bySubject[x.Subject] = append(bySubject[x.Subject], e)
 		if w.subjects[x.Subject] {
 			h.fig.logged++
 		}
-		switch e.Type {
+		switch e.EventType {
 		case discovered, removed, inventory.EventHostProcessDiscovered, inventory.EventHostProcessExited:
 			bases[x] = append(bases[x], e.BaseScanID)
 		}
@@ -485,7 +485,7 @@ func TestKillAnywhere(t *testing.T) {
 	for _, c := range w.containers {
 		types := map[string]int{}
 		for _, e := range bySubject[churnContainerSubject(c.id)] {
-			types[e.Type]++
+			types[e.EventType]++
 		}
 		switch {
 		case !c.gone && types[discovered] == 0:
@@ -512,7 +512,7 @@ func TestKillAnywhere(t *testing.T) {
 	for _, p := range w.procs {
 		types := map[string]int{}
 		for _, e := range bySubject[churnProcSubject(p.key)] {
-			types[e.Type]++
+			types[e.EventType]++
 		}
 		switch {
 		case p.off && committedProcs[p.key] && types[inventory.EventHostProcessExited] == 0:

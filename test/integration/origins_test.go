@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strconv"
 	"syscall"
 	"testing"
@@ -161,9 +160,8 @@ func TestScanOriginsAndGPUChannels(t *testing.T) {
 	}
 
 	// Every container was discovered exactly once, with a well-formed envelope.
-	stamp := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$`)
 	for _, e := range s.allEvents(t) {
-		if !stamp.MatchString(e.Timestamp) || e.Source != "ds01-scan" || e.SchemaVersion != "1" {
+		if !eventStamp.MatchString(e.Timestamp) || e.Source != "ds01-scan" || e.SchemaVersion != "1" {
 			t.Errorf("bad envelope: %+v", e)
 		}
 		if e.User != nil && (*e.User == "" || *e.User == "unknown") {

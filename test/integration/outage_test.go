@@ -25,7 +25,7 @@ func (s *scanner) sourceEvents(t *testing.T, source string) []string {
 	t.Helper()
 	var out []string
 	for _, e := range s.allEvents(t) {
-		if e.Details["source"] == source && strings.HasPrefix(e.EventType, "detection.source_") {
+		if e.SourceName == source && strings.HasPrefix(e.EventType, "detection.source_") {
 			out = append(out, e.EventType)
 		}
 	}
@@ -34,6 +34,7 @@ func (s *scanner) sourceEvents(t *testing.T, source string) []string {
 
 // countType counts events of one type.
 func (s *scanner) countType(t *testing.T, typ string) int {
+	t.Helper()
 	n := 0
 	for _, e := range s.allEvents(t) {
 		if e.EventType == typ {
@@ -41,31 +42,6 @@ func (s *scanner) countType(t *testing.T, typ string) int {
 		}
 	}
 	return n
-}
-
-// scanWith runs the scanner with extra arguments against a given engine
-// address and returns its wall time.
-func (s *scanner) scanWith(t *testing.T, host string, args ...string) (*inventory.Inventory, time.Duration) {
-	t.Helper()
-	all := append([]string{"--state-dir", s.dir, "--events-file", s.events, "--docker-host", host}, args...)
-	start := time.Now()
-	out, err := exec.Command(filepath.Join(env.bin, "ds01-scan"), all...).CombinedOutput()
-	took := time.Since(start)
-	if err != nil {
-		t.Fatalf("ds01-scan: %v\n%s", err, out)
-	}
-	inv, err := inventory.Load(s.state)
-	if err != nil {
-		t.Fatalf("load inventory: %v", err)
-	}
-	return inv, took
-}
-
-// workloadsOutput runs ds01-workloads on the scanner's inventory.
-func (s *scanner) workloadsOutput(t *testing.T, args ...string) string {
-	t.Helper()
-	out, _ := exec.Command(filepath.Join(env.bin, "ds01-workloads"), append([]string{"--inventory", s.state}, args...)...).CombinedOutput()
-	return string(out)
 }
 
 func dockerdPID(t *testing.T) int {
@@ -89,7 +65,7 @@ func dockerdPID(t *testing.T) int {
 func TestOutageDockerPaused(t *testing.T) {
 	id := container(t, "run", "-d", "--init", env.image, "sleep", "600")
 	s := newScanner(t)
-	s.scanWith(t, env.dockerHost)
+	s.scan(t)
 
 	pid := dockerdPID(t)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -105,8 +81,9 @@ func TestOutageDockerPaused(t *testing.T) {
 	t.Cleanup(resume)
 
 	budget := 8 * time.Second
-	inv, took := s.scanWith(t, env.dockerHost, "--timeout", budget.String())
-	if took > budget+2*time.Second {
+	frozen := scanOpts{args: []string{"--timeout", budget.String()}}
+	inv, r := s.mustScan(t, frozen)
+	if took := r.took(); took > budget+2*time.Second {
 		t.Errorf("scan against a frozen engine took %v, budget %v", took, budget)
 	}
 	if inv.Sources["docker"].OK {
@@ -115,12 +92,12 @@ func TestOutageDockerPaused(t *testing.T) {
 	if c := mustFind(t, inv, id); !c.Stale || c.Status != "running" {
 		t.Errorf("container during the freeze: stale=%v status=%q, want stale and still running", c.Stale, c.Status)
 	}
-	if out := s.workloadsOutput(t); !strings.Contains(out, "docker") || !strings.Contains(strings.ToLower(out), "down") {
+	if out := workloads(t, s.state).output(); !strings.Contains(out, "docker") || !strings.Contains(strings.ToLower(out), "down") {
 		t.Errorf("ds01-workloads does not warn that docker is down:\n%s", out)
 	}
-	s.scanWith(t, env.dockerHost, "--timeout", budget.String())
+	s.mustScan(t, frozen)
 	resume()
-	inv, _ = s.scanWith(t, env.dockerHost)
+	inv = s.scan(t)
 	if c := mustFind(t, inv, id); c.Stale {
 		t.Errorf("container still stale after the engine resumed")
 	}
@@ -137,7 +114,7 @@ func TestOutageDockerPaused(t *testing.T) {
 func TestOutageDockerGarbage(t *testing.T) {
 	id := container(t, "create", env.image)
 	s := newScanner(t)
-	s.scanWith(t, env.dockerHost)
+	s.scan(t)
 
 	for _, tc := range []struct {
 		name    string
@@ -160,7 +137,7 @@ func TestOutageDockerGarbage(t *testing.T) {
 			srv := &http.Server{Handler: tc.handler}
 			go srv.Serve(l)
 			t.Cleanup(func() { srv.Close() })
-			inv, _ := s.scanWith(t, "unix://"+sock)
+			inv, _ := s.mustScan(t, scanOpts{host: "unix://" + sock})
 			if inv.Sources["docker"].OK {
 				t.Errorf("docker source ok on a garbage answer")
 			}
@@ -169,7 +146,7 @@ func TestOutageDockerGarbage(t *testing.T) {
 			}
 		})
 	}
-	s.scanWith(t, env.dockerHost)
+	s.scan(t)
 	if n := s.countType(t, inventory.EventContainerRemoved); n != 0 {
 		t.Errorf("%d removed events from a garbage-answering engine", n)
 	}
@@ -186,7 +163,7 @@ func TestOutageGPUSources(t *testing.T) {
 	var pids []int
 	for range 2 {
 		cmd := exec.Command("sleep", "600")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.uid)}}
+		cmd.SysProcAttr = u.credential()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +224,7 @@ func TestOutageGPUSources(t *testing.T) {
 
 // writeLost writes a mock file in which the GPU at index lostGPU answers
 // GPU_IS_LOST.
-func writeLost(t *testing.T, g *gpuScanner, m mockNVML, lostGPU int) {
+func writeLost(t *testing.T, g *scanner, m mockNVML, lostGPU int) {
 	t.Helper()
 	type withLost struct {
 		mockNVML
@@ -271,20 +248,18 @@ func TestConcurrentScans(t *testing.T) {
 	}
 	s := newScanner(t)
 	var wg sync.WaitGroup
-	errs := make(chan error, 6)
+	failed := make(chan runResult, 6)
 	for range 6 {
 		wg.Go(func() {
-			out, err := exec.Command(filepath.Join(env.bin, "ds01-scan"), "--state-dir", s.dir, "--events-file", s.events,
-				"--docker-host", env.dockerHost).CombinedOutput()
-			if err != nil {
-				errs <- &scanError{err, string(out)}
+			if r := s.command(scanOpts{}).run(); !r.ok() {
+				failed <- r
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("concurrent scan failed: %v", err)
+	close(failed)
+	for r := range failed {
+		t.Errorf("concurrent scan failed: %s", r)
 	}
 	if _, err := inventory.Load(s.state); err != nil {
 		t.Fatalf("inventory after concurrent scans: %v", err)
@@ -302,15 +277,15 @@ func TestConcurrentScans(t *testing.T) {
 func TestScanTimeoutKeepsInventory(t *testing.T) {
 	id := container(t, "create", env.image)
 	s := newScanner(t)
-	before, _ := s.scanWith(t, env.dockerHost)
+	before := s.scan(t)
 	pid := dockerdPID(t)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGCONT)
-	after, took := s.scanWith(t, env.dockerHost, "--timeout", "1s")
+	after, r := s.mustScan(t, scanOpts{args: []string{"--timeout", "1s"}})
 	syscall.Kill(pid, syscall.SIGCONT)
-	if took > 4*time.Second {
+	if took := r.took(); took > 4*time.Second {
 		t.Errorf("a 1 s budget took %v", took)
 	}
 	if len(after.Containers) != len(before.Containers) || find(after, id) == nil {
@@ -320,10 +295,3 @@ func TestScanTimeoutKeepsInventory(t *testing.T) {
 		t.Errorf("%d removed events from a timed-out scan", n)
 	}
 }
-
-type scanError struct {
-	err error
-	out string
-}
-
-func (e *scanError) Error() string { return e.err.Error() + ": " + e.out }

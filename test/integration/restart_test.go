@@ -115,13 +115,12 @@ func TestScanLockHeld(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(filepath.Join(env.bin, "ds01-scan"), "--state-dir", s.dir, "--events-file", s.events,
-		"--lock-file", lock, "--docker-host", env.dockerHost).CombinedOutput()
-	if err != nil {
-		t.Fatalf("scan with the lock held: %v (want exit 0)\n%s", err, out)
+	r := s.run(t, scanOpts{args: []string{"--lock-file", lock}})
+	if r.code != 0 {
+		t.Fatalf("scan with the lock held: %s (want exit 0)\n%s", r.status(), r.output())
 	}
-	if !strings.Contains(string(out), "another scan") {
-		t.Errorf("no message about the held lock: %s", out)
+	if !strings.Contains(r.output(), "another scan") {
+		t.Errorf("no message about the held lock: %s", r.output())
 	}
 	if _, err := os.Stat(s.state); !os.IsNotExist(err) {
 		t.Errorf("inventory written while the lock was held")
@@ -131,9 +130,9 @@ func TestScanLockHeld(t *testing.T) {
 // TestScanExitCodes: usage errors exit 2; a non-root user is told clearly.
 func TestScanExitCodes(t *testing.T) {
 	bin := filepath.Join(env.bin, "ds01-scan")
-	err := exec.Command(bin, "--no-such-flag").Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-		t.Errorf("unknown flag: %v, want exit 2", err)
+	bare := &scanner{bin: bin}
+	if r := bare.run(t, scanOpts{args: []string{"--no-such-flag"}}); r.code != 2 {
+		t.Errorf("unknown flag: %s, want exit 2", r.status())
 	}
 	u := newUser(t, "ds01it-carol")
 	// A copy in a world-readable directory: the checkout may not be.
@@ -148,13 +147,13 @@ func TestScanExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "ds01-scan"), data, 0o755)
-	cmd := exec.Command(filepath.Join(dir, "ds01-scan"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.uid)}}
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "must run as root") {
-		t.Errorf("non-root run: %v %s, want exit 1 saying it must run as root", err, out)
+	copied := &scanner{bin: filepath.Join(dir, "ds01-scan")}
+	r := copied.run(t, scanOpts{as: &u})
+	out := r.output()
+	if r.code != 1 || !strings.Contains(out, "must run as root") {
+		t.Errorf("non-root run: %s %s, want exit 1 saying it must run as root", r.status(), out)
 	}
-	if strings.Contains(string(out), "goroutine") {
+	if strings.Contains(out, "goroutine") {
 		t.Errorf("stack trace printed: %s", out)
 	}
 }

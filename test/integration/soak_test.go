@@ -19,15 +19,15 @@ type churnLoop struct {
 	done  chan struct{}
 	once  sync.Once
 	runs  []churnRun
-	log   *churnLog
+	log   *eventLog
 }
 
-func (s *churnScanner) startLoop(period time.Duration) *churnLoop {
-	l := &churnLoop{stopc: make(chan struct{}), done: make(chan struct{}), log: newChurnLog(s.events)}
+func (s *scanner) startLoop(period time.Duration) *churnLoop {
+	l := &churnLoop{stopc: make(chan struct{}), done: make(chan struct{}), log: newEventLog(s.events)}
 	go func() {
 		defer close(l.done)
 		for {
-			r := s.run(churnClean, l.log)
+			r := s.runPlan(churnClean, l.log)
 			l.runs = append(l.runs, r)
 			select {
 			case <-l.stopc:
@@ -46,7 +46,7 @@ func (l *churnLoop) stop() ([]churnRun, bool) {
 	select {
 	case <-l.done:
 		return l.runs, true
-	case <-time.After(churnScanTimeout + 10*time.Second):
+	case <-time.After(scanTimeout + 10*time.Second):
 		return nil, false
 	}
 }
@@ -110,13 +110,13 @@ func TestSoakChurn(t *testing.T) {
 	}
 	runs, ok := loop.stop()
 	if !ok {
-		t.Fatalf("the scan loop did not stop within %v", churnScanTimeout+10*time.Second)
+		t.Fatalf("the scan loop did not stop within %v", scanTimeout+10*time.Second)
 	}
 	w.dropAllProcs()
-	runs = append(runs, s.run(churnClean, loop.log))
+	runs = append(runs, s.runPlan(churnClean, loop.log))
 
 	var scans []soakScan
-	var all []churnEvent
+	var all []event
 	var cur *churnSnap
 	torn := 0
 	for i, r := range runs {
@@ -155,7 +155,7 @@ func TestSoakChurn(t *testing.T) {
 	}
 
 	// Per workload, over the whole log.
-	bySubject := map[string][]churnEvent{}
+	bySubject := map[string][]event{}
 	logged := 0
 	for _, e := range all {
 		subject := churnTransOf(e).Subject
@@ -268,7 +268,7 @@ func soakCheckTruth(tl *churnTally, w *churnWorld, scans []soakScan, i int) {
 
 // soakCheckContainer checks one container's events over the whole log and
 // returns how many transitions the truth required of it.
-func soakCheckContainer(tl *churnTally, c *churnContainer, scans []soakScan, scanIndex map[string]int, evs []churnEvent) int {
+func soakCheckContainer(tl *churnTally, c *churnContainer, scans []soakScan, scanIndex map[string]int, evs []event) int {
 	tl.t.Helper()
 	expected := 0
 	covered := false
@@ -279,7 +279,7 @@ func soakCheckContainer(tl *churnTally, c *churnContainer, scans []soakScan, sca
 	}
 	count := map[string]int{}
 	for _, e := range evs {
-		count[e.Type]++
+		count[e.EventType]++
 	}
 	disc, rem := count[discovered], count[removed]
 	if covered {
@@ -310,16 +310,16 @@ func soakCheckContainer(tl *churnTally, c *churnContainer, scans []soakScan, sca
 		switch {
 		case status == "removed":
 			tl.falsely("event after the container's removal: %s", e.line)
-		case e.Type == discovered:
+		case e.EventType == discovered:
 			status = e.Status
 		case status == "":
 			tl.falsely("event before the container's discovery: %s", e.line)
-		case e.Type == statusChanged:
+		case e.EventType == statusChanged:
 			if e.From != status {
 				tl.falsely("status change from %q, but the last logged status is %q: %s", e.From, status, e.line)
 			}
 			status = e.To
-		case e.Type == removed:
+		case e.EventType == removed:
 			status = "removed"
 		}
 	}
@@ -338,7 +338,7 @@ func soakCheckContainer(tl *churnTally, c *churnContainer, scans []soakScan, sca
 			expected++
 			to := ""
 			for _, e := range evs {
-				if j, ok := scanIndex[e.ScanID]; ok && e.Type == statusChanged && j > lastAt && j <= i {
+				if j, ok := scanIndex[e.ScanID]; ok && e.EventType == statusChanged && j > lastAt && j <= i {
 					to = e.To
 				}
 			}
@@ -353,7 +353,7 @@ func soakCheckContainer(tl *churnTally, c *churnContainer, scans []soakScan, sca
 
 // soakCheckProc checks one host process's events and returns how many
 // transitions the truth required of it.
-func soakCheckProc(tl *churnTally, p *churnProc, scans []soakScan, evs []churnEvent) int {
+func soakCheckProc(tl *churnTally, p *churnProc, scans []soakScan, evs []event) int {
 	tl.t.Helper()
 	covered := false
 	for i := 1; i < len(scans); i++ {
@@ -366,8 +366,8 @@ func soakCheckProc(tl *churnTally, p *churnProc, scans []soakScan, evs []churnEv
 	var types []string
 	count := map[string]int{}
 	for _, e := range evs {
-		types = append(types, e.Type)
-		count[e.Type]++
+		types = append(types, e.EventType)
+		count[e.EventType]++
 	}
 	disc, exited := count[inventory.EventHostProcessDiscovered], count[inventory.EventHostProcessExited]
 	expected := 0

@@ -464,14 +464,13 @@ func TestPrometheusTextfileMetrics(t *testing.T) {
 	container(t, "run", "-d", "--label", "ds01.managed=true", "--label", "ds01.user=root",
 		"--label", "ds01.gpu.uuid=GPU-11111111-2222-3333-4444-555555555555", env.image, "sleep", "300")
 	container(t, "run", "-d", env.image, "sleep", "300")
-	dir := t.TempDir()
-	prom := filepath.Join(dir, "prom")
+	s := newScanner(t)
+	prom := filepath.Join(s.dir, "prom")
 	if err := os.Mkdir(prom, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		deployRun(t, "", []string{"DOCKER_HOST=" + env.dockerHost}, filepath.Join(env.bin, "ds01-scan"),
-			"--state-dir", dir, "--events-file", filepath.Join(dir, "events.jsonl"), "--textfile-dir", prom)
+		s.mustScan(t, scanOpts{args: []string{"--textfile-dir", prom}})
 	}
 	text, err := os.ReadFile(filepath.Join(prom, "ds01.prom"))
 	if err != nil {
