@@ -248,7 +248,7 @@ if grep -v 'source unavailable' <<<"$journal" |
 fi
 n=$(grep -c 'msg="scan complete"' <<<"$journal" || true)
 [ "$n" -ge 2 ] || fail "journal shows $n completed scans, want >= 2"
-grep -q 'msg="source unavailable" source=docker' <<<"$journal" || fail "journal does not report the docker source down"
+grep -q 'msg="docker source unavailable" source=docker' <<<"$journal" || fail "journal does not report the docker source down"
 inv=$(inventory)
 jq -e '.sources.docker.ok == false and (.sources.docker.error | length > 0)' <<<"$inv" >/dev/null ||
 	fail "inventory does not say docker is unavailable with a reason: $(jq -c .sources <<<"$inv")"
