@@ -85,7 +85,7 @@ make_containers() {
 # (sources.<name>.duration_ms; the inventory is compact JSON).
 source_durations() {
 	grep -o '"\(docker\|nvml\|procfs\)":{[^}]*"duration_ms":[0-9]*' "$1" |
-		sed 's/^"\([a-z]*\)".*"duration_ms":\([0-9]*\)$/\1 \2/'
+		sed 's/^"\([a-z]*\)".*"duration_ms":\([0-9]*\)$/\1 \2/' || true
 }
 
 rows=()
