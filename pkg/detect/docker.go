@@ -82,9 +82,14 @@ func NewDocker(api DockerAPI, stats *CgroupStats, callTimeout time.Duration, log
 // inventory's containers by ID. An error means the engine could not be
 // listed; failures to inspect single containers are recorded on them.
 func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Container) ([]SeenContainer, error) {
+	// While the engine lists, the cgroup statistics of what ran at the last
+	// scan are read: the list is the longest wait of a steady scan, and
+	// those containers are nearly all still running.
+	stats := d.prefetchStats(prev)
 	lctx, cancel := context.WithTimeout(ctx, d.callTimeout)
 	list, err := d.api.ContainerList(lctx, client.ContainerListOptions{All: true})
 	cancel()
+	pre := stats()
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
@@ -99,7 +104,7 @@ func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Contain
 		p := prev[s.ID]
 		if p != nil && p.Status == obs.Container.Status && p.InspectError == "" {
 			obs.Container = carryForward(*p, obs.Container)
-			if d.readStats(&obs.Container, p) {
+			if d.readStats(&obs.Container, p, pre) {
 				out = append(out, obs)
 				continue
 			}
@@ -117,7 +122,7 @@ func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Contain
 	for range min(inspectWorkers, len(toInspect)) {
 		wg.Go(func() {
 			for i := range work {
-				gone[i] = d.inspect(ctx, &out[i], prev[out[i].Container.ID], defaultRuntime)
+				gone[i] = d.inspect(ctx, &out[i], prev[out[i].Container.ID], defaultRuntime, pre)
 			}
 		})
 	}
@@ -137,7 +142,7 @@ func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Contain
 
 // inspect fills obs from an inspect call and reports whether the container
 // vanished between the list and the inspect.
-func (d *Docker) inspect(ctx context.Context, obs *SeenContainer, prev *inventory.Container, defaultRuntime string) bool {
+func (d *Docker) inspect(ctx context.Context, obs *SeenContainer, prev *inventory.Container, defaultRuntime string, pre map[string]sampledStats) bool {
 	id := obs.Container.ID
 	ictx, cancel := context.WithTimeout(ctx, d.callTimeout)
 	res, err := d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
@@ -161,7 +166,7 @@ func (d *Docker) inspect(ctx context.Context, obs *SeenContainer, prev *inventor
 		return false
 	}
 	applyInspect(&obs.Container, c, defaultRuntime)
-	d.readStats(&obs.Container, prev)
+	d.readStats(&obs.Container, prev, pre)
 	facts := factsOf(c)
 	if prev == nil || prev.User == "" || prev.InspectError != "" {
 		obs.Facts = &facts
@@ -189,14 +194,14 @@ func (d *Docker) defaultRuntime(ctx context.Context) string {
 // readStats fills CPU and memory of a running container from its cgroup and
 // reports false when the recorded main process no longer belongs to the
 // container, so the container must be inspected again.
-func (d *Docker) readStats(c *inventory.Container, prev *inventory.Container) bool {
+func (d *Docker) readStats(c *inventory.Container, prev *inventory.Container, pre map[string]sampledStats) bool {
 	if c.Status != "running" || d.stats == nil {
 		return true
 	}
 	if c.PID <= 0 {
 		return false
 	}
-	st, err := d.stats.Read(c.PID, c.ID)
+	st, err := d.readContainerStats(c.PID, c.ID, pre)
 	if err != nil {
 		if errors.Is(err, ErrNotInContainer) {
 			return false
@@ -204,7 +209,7 @@ func (d *Docker) readStats(c *inventory.Container, prev *inventory.Container) bo
 		d.log.Debug("container stats unavailable", "container", inventory.ShortID(c.ID), "err", err)
 		return true
 	}
-	now := d.now()
+	now := st.at
 	mem := st.MemoryBytes
 	c.MemoryBytes = &mem
 	if prev != nil && prev.CPUSampledAt != nil && prev.PID == c.PID {
@@ -212,6 +217,50 @@ func (d *Docker) readStats(c *inventory.Container, prev *inventory.Container) bo
 	}
 	c.CPUUsageNS, c.CPUSampledAt = st.CPUUsageNS, &now
 	return true
+}
+
+// sampledStats are a container's statistics with when they were read.
+type sampledStats struct {
+	ContainerStats
+	pid int
+	at  time.Time
+	err error
+}
+
+// prefetchStats starts reading the statistics of the containers that were
+// running at the last scan, and returns a function that waits for them.
+func (d *Docker) prefetchStats(prev map[string]*inventory.Container) func() map[string]sampledStats {
+	var ids []string
+	for id, c := range prev {
+		if c.Status == "running" && c.PID > 0 && c.InspectError == "" {
+			ids = append(ids, id)
+		}
+	}
+	if d.stats == nil || len(ids) == 0 {
+		return func() map[string]sampledStats { return nil }
+	}
+	done := make(chan map[string]sampledStats, 1)
+	go func() {
+		m := make(map[string]sampledStats, len(ids))
+		for _, id := range ids {
+			pid := prev[id].PID
+			st, err := d.stats.Read(pid, id)
+			m[id] = sampledStats{ContainerStats: st, pid: pid, at: d.now(), err: err}
+		}
+		done <- m
+	}()
+	return func() map[string]sampledStats { return <-done }
+}
+
+// readContainerStats returns the statistics of container id with main
+// process pid: the ones read during the list (pre) when they are of that
+// same process, else read now.
+func (d *Docker) readContainerStats(pid int, id string, pre map[string]sampledStats) (sampledStats, error) {
+	if st, ok := pre[id]; ok && st.pid == pid {
+		return st, st.err
+	}
+	st, err := d.stats.Read(pid, id)
+	return sampledStats{ContainerStats: st, pid: pid, at: d.now()}, err
 }
 
 // CPUPercent is the CPU use between two samples of a cumulative counter,
