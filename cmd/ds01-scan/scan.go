@@ -56,6 +56,7 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
+	log.Debug("previous inventory loaded", "ms", time.Since(start).Milliseconds())
 
 	scanner, closeDocker, err := newScanner(cfg, log)
 	if err != nil {
@@ -65,6 +66,7 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	next, transitions := scanner.Scan(sctx, prev)
+	log.Debug("scanned", "ms", time.Since(start).Milliseconds())
 
 	if cfg.DryRun {
 		data, err := json.MarshalIndent(next, "", "  ")
@@ -86,9 +88,11 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	if err := appendEvents(cfg.EventsPath, next.Scan.ID, baseID, resetReason, transitions, time.Now().UTC()); err != nil {
 		return err
 	}
+	log.Debug("events appended", "ms", time.Since(start).Milliseconds())
 	if err := inventory.Save(cfg.StatePath, next); err != nil {
 		return fmt.Errorf("save inventory: %w", err)
 	}
+	log.Debug("inventory saved", "ms", time.Since(start).Milliseconds())
 	if cfg.TextfileDir != "" {
 		// Metrics are a view of the inventory just saved: failing to write
 		// them is worth a warning, not a failed scan.
