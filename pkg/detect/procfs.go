@@ -281,8 +281,10 @@ func (p *Procfs) DeviceHolders(ctx context.Context) (map[int][]string, error) {
 		return nil, fmt.Errorf("list %s: %w", p.root, err)
 	}
 	// Reading links is kernel work, a few microseconds each, and a busy
-	// server has 10^5 descriptors: share the processes among a few workers.
-	workers := min(runtime.GOMAXPROCS(0), maxFDWorkers)
+	// server has 10^5 descriptors: share the processes among a few workers,
+	// leaving a core to the scan's other sources (decoding the engine's
+	// container list), which run at the same time.
+	workers := max(1, min(runtime.GOMAXPROCS(0)-1, maxFDWorkers))
 	parts := make([]fdScan, workers)
 	var wg sync.WaitGroup
 	for w := range parts {
