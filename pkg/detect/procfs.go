@@ -104,38 +104,35 @@ func (p *Procfs) BootTime() (time.Time, error) {
 	return p.bootTime, nil
 }
 
-// Process reads one process. It returns an error wrapping ErrVanished when
-// the process is gone or exits while being read.
-//
-// Every file is opened through one handle on /proc/<pid>: a handle on an
-// exited process's directory keeps failing even if the PID is reused at
-// once, so the files read all describe the same process.
+// Process reads one process, every file through one procDir handle. It
+// returns an error wrapping ErrVanished when the process is gone or exits
+// while being read.
 func (p *Procfs) Process(pid int) (ProcessInfo, error) {
 	boot, err := p.BootTime()
 	if err != nil {
 		return ProcessInfo{}, err
 	}
-	r, dir, err := p.open(pid)
+	d, err := p.open(pid)
 	if err != nil {
 		return ProcessInfo{}, err
 	}
-	defer r.Close()
+	defer d.close()
 
 	info := ProcessInfo{PID: pid}
-	data, err := r.ReadFile("stat")
+	data, err := d.read("stat")
 	if err != nil {
-		return ProcessInfo{}, procErr(filepath.Join(dir, "stat"), err)
+		return ProcessInfo{}, err
 	}
 	if info.Comm, info.StartTicks, err = parseStat(data); err != nil {
-		return ProcessInfo{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, "stat"), err)
+		return ProcessInfo{}, d.parseErr("stat", err)
 	}
 	info.StartedAt = boot.Add(time.Duration(info.StartTicks) * (time.Second / userHZ))
 
-	if data, err = r.ReadFile("status"); err != nil {
-		return ProcessInfo{}, procErr(filepath.Join(dir, "status"), err)
+	if data, err = d.read("status"); err != nil {
+		return ProcessInfo{}, err
 	}
 	if info.UID, info.NSPID, err = parseStatus(data); err != nil {
-		return ProcessInfo{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, "status"), err)
+		return ProcessInfo{}, d.parseErr("status", err)
 	}
 	if info.NSPID == 0 {
 		// Kernels before 4.1 have no NSpid line, nor PID namespaces
@@ -143,60 +140,47 @@ func (p *Procfs) Process(pid int) (ProcessInfo, error) {
 		info.NSPID = pid
 	}
 
-	if data, err = readCapped(r, "cmdline", MaxCommand); err != nil {
-		return ProcessInfo{}, procErr(filepath.Join(dir, "cmdline"), err)
+	if data, err = d.readCapped("cmdline", MaxCommand); err != nil {
+		return ProcessInfo{}, err
 	}
 	info.Cmdline = parseCmdline(data, info.Comm)
 
-	if data, err = r.ReadFile("cgroup"); err != nil {
-		return ProcessInfo{}, procErr(filepath.Join(dir, "cgroup"), err)
+	if data, err = d.read("cgroup"); err != nil {
+		return ProcessInfo{}, err
 	}
 	info.Cgroup = ParseCgroupFile(data)
 	info.ContainerID, info.Runtime = ContainerFromCgroup(info.Cgroup)
 
-	data, err = r.ReadFile("loginuid")
+	data, err = d.read("loginuid")
 	switch {
 	case err == nil:
 		if info.LoginUID, err = parseLoginUID(data); err != nil {
-			return ProcessInfo{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, "loginuid"), err)
+			return ProcessInfo{}, d.parseErr("loginuid", err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		// A kernel without audit support has no loginuid file; a process
 		// that exited just now loses it too, and has been read whole.
 	default:
-		return ProcessInfo{}, procErr(filepath.Join(dir, "loginuid"), err)
+		return ProcessInfo{}, err
 	}
 	return info, nil
-}
-
-// open opens the directory of one process as a root: every file of it is
-// read through this handle, and nothing it holds can lead outside it.
-func (p *Procfs) open(pid int) (r *os.Root, dir string, err error) {
-	if pid <= 0 {
-		return nil, "", fmt.Errorf("read process: invalid pid %d", pid)
-	}
-	dir = filepath.Join(p.root, strconv.Itoa(pid))
-	if r, err = os.OpenRoot(dir); err != nil {
-		return nil, "", procErr(dir, err)
-	}
-	return r, dir, nil
 }
 
 // UID returns the real uid of a process. The error wraps ErrVanished when
 // the process is gone.
 func (p *Procfs) UID(pid int) (int, error) {
-	r, dir, err := p.open(pid)
+	d, err := p.open(pid)
 	if err != nil {
 		return 0, err
 	}
-	defer r.Close()
-	data, err := r.ReadFile("status")
+	defer d.close()
+	data, err := d.read("status")
 	if err != nil {
-		return 0, procErr(filepath.Join(dir, "status"), err)
+		return 0, err
 	}
 	uid, _, err := parseStatus(data)
 	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", filepath.Join(dir, "status"), err)
+		return 0, d.parseErr("status", err)
 	}
 	return uid, nil
 }
@@ -204,16 +188,74 @@ func (p *Procfs) UID(pid int) (int, error) {
 // Cgroup returns the lines of a process's cgroup file. The error wraps
 // ErrVanished when the process is gone.
 func (p *Procfs) Cgroup(pid int) ([]CgroupLine, error) {
-	r, dir, err := p.open(pid)
+	d, err := p.open(pid)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	data, err := r.ReadFile("cgroup")
+	defer d.close()
+	data, err := d.read("cgroup")
 	if err != nil {
-		return nil, procErr(filepath.Join(dir, "cgroup"), err)
+		return nil, err
 	}
 	return ParseCgroupFile(data), nil
+}
+
+// procDir is one process's directory, open as a root: every file of it is
+// read through this one handle, and nothing it holds can lead outside it.
+// A handle on an exited process keeps failing even if the PID is reused at
+// once, so the files read through it all describe the same process.
+type procDir struct {
+	root *os.Root
+	path string
+}
+
+// open opens the directory of one process.
+func (p *Procfs) open(pid int) (procDir, error) {
+	if pid <= 0 {
+		return procDir{}, fmt.Errorf("read process: invalid pid %d", pid)
+	}
+	path := filepath.Join(p.root, strconv.Itoa(pid))
+	r, err := os.OpenRoot(path)
+	if err != nil {
+		return procDir{}, procErr(path, err)
+	}
+	return procDir{root: r, path: path}, nil
+}
+
+func (d procDir) close() { d.root.Close() }
+
+// read reads one file of the process; the error names it and wraps
+// ErrVanished when the process is gone.
+func (d procDir) read(name string) ([]byte, error) {
+	data, err := d.root.ReadFile(name)
+	if err != nil {
+		return nil, procErr(filepath.Join(d.path, name), err)
+	}
+	return data, nil
+}
+
+// readCapped reads at most n bytes of one file of the process: a command
+// line can be megabytes long.
+func (d procDir) readCapped(name string, n int) ([]byte, error) {
+	f, err := d.root.Open(name)
+	if err != nil {
+		return nil, procErr(filepath.Join(d.path, name), err)
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	got, err := io.ReadFull(f, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	if err != nil {
+		return nil, procErr(filepath.Join(d.path, name), err)
+	}
+	return buf[:got], nil
+}
+
+// parseErr says that one file of the process did not parse.
+func (d procDir) parseErr(name string, err error) error {
+	return fmt.Errorf("parse %s: %w", filepath.Join(d.path, name), err)
 }
 
 // procErr wraps a read error, marking a process that is gone: its
@@ -228,22 +270,6 @@ func procErr(path string, err error) error {
 
 func vanished(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
-}
-
-// readCapped reads at most n bytes of a file: a command line can be
-// megabytes long.
-func readCapped(r *os.Root, name string, n int) ([]byte, error) {
-	f, err := r.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	got, err := io.ReadFull(f, buf)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		err = nil
-	}
-	return buf[:got], err
 }
 
 // DeviceHolders finds the processes holding a GPU device open, from their
