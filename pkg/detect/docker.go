@@ -201,12 +201,12 @@ func (d *Docker) readStats(c *inventory.Container, prev *inventory.Container, pr
 	if c.PID <= 0 {
 		return false
 	}
-	st, err := d.readContainerStats(c.PID, c.ID, pre)
-	if err != nil {
-		if errors.Is(err, ErrNotInContainer) {
+	st := d.readContainerStats(c.PID, c.ID, pre)
+	if st.err != nil {
+		if errors.Is(st.err, ErrNotInContainer) {
 			return false
 		}
-		d.log.Debug("container stats unavailable", "container", inventory.ShortID(c.ID), "err", err)
+		d.log.Debug("container stats unavailable", "container", inventory.ShortID(c.ID), "err", st.err)
 		return true
 	}
 	now := st.at
@@ -243,9 +243,7 @@ func (d *Docker) prefetchStats(prev map[string]*inventory.Container) func() map[
 	go func() {
 		m := make(map[string]sampledStats, len(ids))
 		for _, id := range ids {
-			pid := prev[id].PID
-			st, err := d.stats.Read(pid, id)
-			m[id] = sampledStats{ContainerStats: st, pid: pid, at: d.now(), err: err}
+			m[id] = d.sample(prev[id].PID, id)
 		}
 		done <- m
 	}()
@@ -255,12 +253,17 @@ func (d *Docker) prefetchStats(prev map[string]*inventory.Container) func() map[
 // readContainerStats returns the statistics of container id with main
 // process pid: the ones read during the list (pre) when they are of that
 // same process, else read now.
-func (d *Docker) readContainerStats(pid int, id string, pre map[string]sampledStats) (sampledStats, error) {
+func (d *Docker) readContainerStats(pid int, id string, pre map[string]sampledStats) sampledStats {
 	if st, ok := pre[id]; ok && st.pid == pid {
-		return st, st.err
+		return st
 	}
+	return d.sample(pid, id)
+}
+
+// sample reads the statistics of container id with main process pid, now.
+func (d *Docker) sample(pid int, id string) sampledStats {
 	st, err := d.stats.Read(pid, id)
-	return sampledStats{ContainerStats: st, pid: pid, at: d.now()}, err
+	return sampledStats{ContainerStats: st, pid: pid, at: d.now(), err: err}
 }
 
 // CPUPercent is the CPU use between two samples of a cumulative counter,
