@@ -81,7 +81,8 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 	counts := map[[2]string]int{}
 	perGPU := gauge("ds01_gpu_workload_memory_bytes",
 		"GPU memory of a workload on one GPU (0 when declared but unused or unknown); one series per workload and GPU.")
-	undeclared := gauge("ds01_gpu_undeclared_workload", "1 for a container using a GPU it never declared.")
+	undeclared := gauge("ds01_gpu_undeclared_workload",
+		"1 for a container using GPUs outside what it declared (or with none declared); gpus names them.")
 	idle := gauge("ds01_gpu_idle_workload", "1 for a running container that declared GPUs and has no GPU process.")
 	dropped := 0
 	for _, wl := range workloads {
@@ -102,8 +103,8 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 			}
 			addGauge(perGPU, float64(mem[gpu]), append(base[:4:4], label("gpu", gpu))...)
 		}
-		if wl.GPUObserved && !wl.GPUDeclared && !process {
-			addGauge(undeclared, 1, base...)
+		if wl.GPUAccess == inventory.AccessUndeclared {
+			addGauge(undeclared, 1, append(base[:4:4], label("gpus", strings.Join(wl.GPUsUndeclared, ",")))...)
 		}
 		if wl.GPUIdle {
 			addGauge(idle, 1, base...)
@@ -116,10 +117,25 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 		addGauge(byType, float64(counts[k]), label("type", k[0]), label("user", k[1]))
 	}
 	onGPU := gauge("ds01_gpu_workloads",
-		"Workloads that hold or use the GPU or MIG instance (up, or with a process on it); 0: free.")
-	holders := inventory.GPUWorkloads(inv.GPUs, workloads)
-	for _, d := range inv.GPUs {
-		addGauge(onGPU, float64(holders[d.ID]), label("gpu", d.ID), label("uuid", d.UUID), label("name", d.Name))
+		"Workloads that declare or use the GPU or MIG instance (up, or with a process on it), users naming their users; 0: free.")
+	unattributed := gauge("ds01_gpu_memory_unattributed_bytes",
+		"GPU memory in use that no listed process holds (a leaked context, another PID namespace, MPS clients).")
+	userOf := make(map[string]string, len(workloads))
+	for _, wl := range workloads {
+		userOf[wl.ID] = wl.User
+	}
+	for _, a := range inv.GPULedger(workloads) {
+		d, holders := a.Device, a.Holders()
+		users := make([]string, len(holders))
+		for i, id := range holders {
+			users[i] = userOf[id]
+		}
+		slices.Sort(users)
+		addGauge(onGPU, float64(len(holders)), label("gpu", d.ID), label("uuid", d.UUID), label("name", d.Name),
+			label("users", strings.Join(slices.Compact(users), ",")))
+		if a.UnattributedBytes != nil {
+			addGauge(unattributed, float64(*a.UnattributedBytes), label("gpu", d.ID), label("uuid", d.UUID))
+		}
 	}
 	up := gauge("ds01_source_up", "1 when the source answered on the last scan.")
 	blind := gauge("ds01_source_blind_spot",
@@ -142,7 +158,7 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 
 	b := bufio.NewWriter(w)
 	for _, f := range []*dto.MetricFamily{
-		byType, perGPU, onGPU, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan,
+		byType, perGPU, onGPU, unattributed, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan,
 	} {
 		// expfmt refuses a family without series; its HELP and TYPE
 		// alone would tell Prometheus nothing.

@@ -37,6 +37,9 @@ func metricsInventory(extra int) *inventory.Inventory {
 				GPUProcesses: []inventory.GPUProcess{{PID: 12, GPU: "1:2", MemoryBytes: u64(2 << 30)}}},
 			{ID: strings.Repeat("c", 64), Name: "sitting", Type: "ds01-managed", Status: "running", User: "carol",
 				GPU: inventory.GPUAccess{Declared: true, Devices: []string{"3"}}},
+			{ID: strings.Repeat("e", 64), Name: "spill", Type: "raw-docker", Status: "running", User: "erin",
+				GPU:          inventory.GPUAccess{Declared: true, Devices: []string{"0"}},
+				GPUProcesses: []inventory.GPUProcess{{PID: 13, GPU: "0", MemoryBytes: u64(1 << 30)}, {PID: 14, GPU: "2", MemoryBytes: u64(1 << 30)}}},
 			{ID: strings.Repeat("d", 64), Name: "done", Type: "docker-compose", Status: "exited", User: "carol",
 				GPU: inventory.GPUAccess{Declared: true, Devices: []string{"all"}}},
 		},
@@ -97,13 +100,17 @@ func TestRenderMetrics(t *testing.T) {
 			t.Errorf("hostile name came back as %q", l["name"])
 		}
 	}
-	want := map[string]float64{"alice/0": 5 << 30, "bob/1:2": 2 << 30, "carol/3": 0, "dave/2": 8 << 30}
+	want := map[string]float64{"alice/0": 5 << 30, "bob/1:2": 2 << 30, "carol/3": 0, "dave/2": 8 << 30, "erin/0": 1 << 30, "erin/2": 1 << 30}
 	if fmt.Sprint(mem) != fmt.Sprint(want) {
 		t.Errorf("per-GPU memory %v, want %v", mem, want)
 	}
-	und := fams["ds01_gpu_undeclared_workload"].GetMetric()
-	if len(und) != 1 || labels(und[0])["user"] != "bob" {
-		t.Errorf("undeclared %v, want bob's container only", und)
+	// bob declared nothing; erin declared GPU 0 and also runs on GPU 2.
+	und := map[string]string{}
+	for _, m := range fams["ds01_gpu_undeclared_workload"].GetMetric() {
+		und[labels(m)["user"]] = labels(m)["gpus"]
+	}
+	if want := map[string]string{"bob": "1:2", "erin": "2"}; fmt.Sprint(und) != fmt.Sprint(want) {
+		t.Errorf("undeclared (user: gpus) %v, want %v", und, want)
 	}
 	idle := fams["ds01_gpu_idle_workload"].GetMetric()
 	if len(idle) != 1 || labels(idle[0])["user"] != "carol" {
@@ -124,9 +131,10 @@ func TestRenderMetrics(t *testing.T) {
 			t.Errorf("GPU name came back as %q", l["name"])
 		}
 	}
-	// alice on 0, bob on MIG 1:2 (so on GPU 1 too), dave's process on 2,
-	// carol sitting on 3; carol's exited container holds nothing; 4 is free.
-	if want := map[string]float64{"0": 1, "1": 1, "1:2": 1, "1:3": 0, "2": 1, "3": 1, "4": 0}; !maps.Equal(onGPU, want) {
+	// alice and erin on 0, bob on MIG 1:2 (so on GPU 1 too), dave's process
+	// and erin on 2, carol sitting on 3; carol's exited container holds
+	// nothing; 4 is free.
+	if want := map[string]float64{"0": 2, "1": 1, "1:2": 1, "1:3": 0, "2": 2, "3": 1, "4": 0}; !maps.Equal(onGPU, want) {
 		t.Errorf("gpu_workloads %v, want %v", onGPU, want)
 	}
 	blind := map[string]float64{}
@@ -281,8 +289,8 @@ func TestRenderMetricsCardinalityCap(t *testing.T) {
 	if n := len(fams["ds01_gpu_workload_memory_bytes"].GetMetric()); n != maxWorkloadSeries {
 		t.Errorf("%d per-workload series, want the cap %d", n, maxWorkloadSeries)
 	}
-	// 4 series from the base inventory, 2 per extra process.
-	wantDropped := float64(4 + 2*maxWorkloadSeries - maxWorkloadSeries)
+	// 6 series from the base inventory, 2 per extra process.
+	wantDropped := float64(6 + 2*maxWorkloadSeries - maxWorkloadSeries)
 	if v := fams["ds01_workload_series_dropped"].GetMetric()[0].GetGauge().GetValue(); v != wantDropped {
 		t.Errorf("dropped %v, want %v", v, wantDropped)
 	}

@@ -69,31 +69,3 @@ func (f filter) matches(r row, gpus inventory.GPUIndex) bool {
 	}
 	return false
 }
-
-// outsideDeclared returns the GPUs a container was seen on that its declared
-// GPUs do not cover. It returns nothing when the answer is unknown: access
-// declared without saying which GPU, or a declared UUID the inventory's GPU
-// list cannot resolve.
-func outsideDeclared(c *inventory.Container, gpus inventory.GPUIndex) []string {
-	if !c.GPU.Declared || len(c.GPU.Devices) == 0 {
-		return nil
-	}
-	declared := make([]string, len(c.GPU.Devices))
-	for i, d := range c.GPU.Devices {
-		if declared[i] = gpus.ID(d); inventory.IsGPUUUID(declared[i]) {
-			return nil
-		}
-	}
-	var out []string
-	for _, p := range c.GPUProcesses {
-		g := gpus.ID(p.GPU)
-		if g == "" || inventory.IsGPUUUID(g) || slices.Contains(out, g) {
-			continue
-		}
-		if !slices.ContainsFunc(declared, func(d string) bool { return inventory.GPUCovers(d, g) }) {
-			out = append(out, g)
-		}
-	}
-	slices.Sort(out)
-	return out
-}

@@ -306,8 +306,7 @@ func TestWriteJSONMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gpus := inventory.NewGPUIndex(inv.GPUs)
-			checkWritesSameJSON(t, inv, newRows(inv, gpus, fixedNow))
+			checkWritesSameJSON(t, inv, newRows(inv, fixedNow))
 		})
 	}
 }

@@ -382,8 +382,7 @@ func TestColumnsAreRowMethods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gpus := inventory.NewGPUIndex(inv.GPUs)
-	for _, r := range newRows(inv, gpus, fixedNow) {
+	for _, r := range newRows(inv, fixedNow) {
 		v := reflect.ValueOf(r)
 		for _, c := range allColumns {
 			m := v.MethodByName(c.field)

@@ -61,7 +61,7 @@ func loadInventory(path string) (*inventory.Inventory, error) {
 // for.
 func render(w *bufio.Writer, inv *inventory.Inventory, opts options, st style, now time.Time) error {
 	gpus := inventory.NewGPUIndex(inv.GPUs)
-	rows, hidden := opts.filter.apply(newRows(inv, gpus, now), gpus)
+	rows, hidden := opts.filter.apply(newRows(inv, now), gpus)
 	switch {
 	case opts.json:
 		return writeJSON(w, inv, rows, st.pretty)

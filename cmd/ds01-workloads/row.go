@@ -16,21 +16,15 @@ import (
 type row struct {
 	w   *inventory.Workload
 	now time.Time
-	// outside are the GPUs a container uses beyond those it declared.
-	outside []string
 }
 
 // newRows makes the rows of an inventory, newest first as docker ps lists
 // them; a workload whose start is unknown comes last.
-func newRows(inv *inventory.Inventory, gpus inventory.GPUIndex, now time.Time) []row {
+func newRows(inv *inventory.Inventory, now time.Time) []row {
 	ws := inv.Workloads()
 	rows := make([]row, len(ws))
 	for i := range ws {
 		rows[i] = row{w: &ws[i], now: now}
-		// Workloads lists the containers first, in their order.
-		if i < len(inv.Containers) {
-			rows[i].outside = outsideDeclared(&inv.Containers[i], gpus)
-		}
 	}
 	slices.SortStableFunc(rows, func(a, b row) int {
 		switch ta, tb := a.w.CreatedAt, b.w.CreatedAt; {
@@ -175,8 +169,8 @@ func (r row) GPUs() string {
 		return "-"
 	}
 	switch {
-	case r.Undeclared() && len(r.outside) > 0:
-		s += " (undeclared: " + safe(strings.Join(r.outside, ",")) + ")"
+	case r.Undeclared() && r.w.GPUDeclared:
+		s += " (undeclared: " + safe(strings.Join(r.w.GPUsUndeclared, ",")) + ")"
 	case r.Undeclared():
 		s += " (undeclared)"
 	case r.w.GPUIdle:
@@ -259,10 +253,9 @@ func (r row) HasGPU() bool { return r.w.HasGPU }
 func (r row) Idle() bool { return r.w.GPUIdle }
 
 // Undeclared reports a container using a GPU it did not declare: with no
-// declared access at all, or on a GPU outside the declared ones.
-func (r row) Undeclared() bool {
-	return !inventory.IsProcessType(r.w.Type) && r.w.GPUObserved && (!r.w.GPUDeclared || len(r.outside) > 0)
-}
+// declared access at all, or on a GPU outside the declared ones, as the
+// GPU ledger decided.
+func (r row) Undeclared() bool { return r.w.GPUAccess == inventory.AccessUndeclared }
 
 // Stale reports data left from an earlier scan because its source was down.
 func (r row) Stale() bool { return r.w.Stale }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"reflect"
 	"testing"
 	"time"
 
@@ -53,42 +52,6 @@ func TestBytesText(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func TestOutsideDeclared(t *testing.T) {
-	gpus := inventory.NewGPUIndex([]inventory.GPUDevice{{ID: "0", UUID: "GPU-aaa"}, {ID: "1", UUID: "GPU-bbb"}, {ID: "2:1", UUID: "MIG-ccc", Parent: "2"}})
-	procs := func(gs ...string) []inventory.GPUProcess {
-		var ps []inventory.GPUProcess
-		for i, g := range gs {
-			ps = append(ps, inventory.GPUProcess{PID: 100 + i, GPU: g})
-		}
-		return ps
-	}
-	tests := []struct {
-		name     string
-		declared inventory.GPUAccess
-		procs    []inventory.GPUProcess
-		want     []string
-	}{
-		{"inside", inventory.GPUAccess{Declared: true, Devices: []string{"0", "1"}}, procs("0", "1"), nil},
-		{"one outside", inventory.GPUAccess{Declared: true, Devices: []string{"1"}}, procs("1", "3", "3"), []string{"3"}},
-		{"all covers", inventory.GPUAccess{Declared: true, Devices: []string{"all"}}, procs("0", "2:1"), nil},
-		{"whole GPU covers its MIG instance", inventory.GPUAccess{Declared: true, Devices: []string{"2"}}, procs("2:1"), nil},
-		{"declared UUID resolved", inventory.GPUAccess{Declared: true, Devices: []string{"GPU-bbb"}}, procs("1", "0"), []string{"0"}},
-		{"declared MIG UUID resolved", inventory.GPUAccess{Declared: true, Devices: []string{"MIG-ccc"}}, procs("2:1"), nil},
-		{"declared UUID unknown: cannot tell", inventory.GPUAccess{Declared: true, Devices: []string{"GPU-zzz"}}, procs("0"), nil},
-		{"declared, which GPU unknown: cannot tell", inventory.GPUAccess{Declared: true}, procs("0"), nil},
-		{"not declared: the whole case is undeclared, not a list", inventory.GPUAccess{}, procs("0"), nil},
-		{"observed GPU unnamed", inventory.GPUAccess{Declared: true, Devices: []string{"0"}}, procs(""), nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := &inventory.Container{GPU: tc.declared, GPUProcesses: tc.procs}
-			if got := outsideDeclared(c, gpus); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("outsideDeclared = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
 
 func TestHiddenByDefault(t *testing.T) {
 	tests := []struct {

@@ -3,6 +3,7 @@ package detect
 import (
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -219,9 +220,11 @@ func (d *gpuDecl) bindSource(src string) {
 }
 
 // nvidiaDevicePath reports whether a host path gives GPU access and, where
-// it can be told, which GPU: /dev/nvidia<N> is GPU N; the control nodes
-// (nvidiactl, nvidia-uvm, nvidia-caps/…) are needed for any GPU but name
-// none; the whole /dev holds every GPU.
+// it can be told, which GPU: /dev/nvidia<N> is the GPU whose minor number
+// is N, recorded as that node (inventory.DeviceNode) for the GPU ledger to
+// resolve against the GPU list, since N need not be the GPU's index; the
+// control nodes (nvidiactl, nvidia-uvm, nvidia-caps/…) are needed for any
+// GPU but name none; the whole /dev holds every GPU.
 func nvidiaDevicePath(p string) (ok bool, device string) {
 	if !strings.HasPrefix(p, "/") {
 		return false, ""
@@ -234,8 +237,8 @@ func nvidiaDevicePath(p string) (ok bool, device string) {
 	if !ok {
 		return false, ""
 	}
-	if isDigits(rest) {
-		return true, rest
+	if minor, err := strconv.Atoi(rest); err == nil && isDigits(rest) {
+		return true, inventory.DeviceNode(minor)
 	}
 	return true, ""
 }
@@ -301,8 +304,14 @@ func isDigits(s string) bool {
 }
 
 // compareDevices orders plain indices numerically ("2" before "10") and
-// ahead of everything else, which is ordered as strings.
+// ahead of everything else, device nodes likewise among themselves, and
+// the rest as strings.
 func compareDevices(a, b string) int {
+	if na, ok := strings.CutPrefix(a, devNvidiaPrefix); ok {
+		if nb, ok := strings.CutPrefix(b, devNvidiaPrefix); ok && isDigits(na) && isDigits(nb) {
+			a, b = na, nb
+		}
+	}
 	da, db := isDigits(a), isDigits(b)
 	switch {
 	case da && db:

@@ -120,15 +120,15 @@ func TestDeclaredGPU(t *testing.T) {
 		{"cdi all in devices", withDevices("nvidia.com/gpu=all"), "runc", declared(chans(chCDI), "all")},
 
 		// --device.
-		{"device nvidia0 with ctl and uvm", withDevices("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm"), "runc", declared(chans(chDev), "0")},
-		{"device two gpus", withDevices("/dev/nvidia10", "/dev/nvidia2"), "runc", declared(chans(chDev), "2", "10")},
+		{"device nvidia0 with ctl and uvm", withDevices("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm"), "runc", declared(chans(chDev), "/dev/nvidia0")},
+		{"device two gpus", withDevices("/dev/nvidia10", "/dev/nvidia2"), "runc", declared(chans(chDev), "/dev/nvidia2", "/dev/nvidia10")},
 		{"device control nodes only", withDevices("/dev/nvidiactl", "/dev/nvidia-uvm-tools"), "runc", declared(chans(chDev))},
 		{"device nvidia-caps", withDevices("/dev/nvidia-caps/nvidia-cap21"), "runc", declared(chans(chDev))},
-		{"device unclean path", withDevices("/dev//nvidia3/"), "runc", declared(chans(chDev), "3")},
+		{"device unclean path", withDevices("/dev//nvidia3/"), "runc", declared(chans(chDev), "/dev/nvidia3")},
 		{"device non-gpu", withDevices("/dev/fuse", "/dev/dri/renderD128"), "runc", inventory.GPUAccess{}},
 
 		// Bind mounts.
-		{"bind via Binds", withHost(container.HostConfig{Runtime: "runc", Binds: []string{"/dev/nvidia1:/dev/nvidia1:ro", "/dev/nvidiactl:/dev/nvidiactl"}}), "runc", declared(chans(chBind), "1")},
+		{"bind via Binds", withHost(container.HostConfig{Runtime: "runc", Binds: []string{"/dev/nvidia1:/dev/nvidia1:ro", "/dev/nvidiactl:/dev/nvidiactl"}}), "runc", declared(chans(chBind), "/dev/nvidia1")},
 		{"bind control node only", withHost(container.HostConfig{Runtime: "runc", Binds: []string{"/dev/nvidia-uvm:/dev/nvidia-uvm"}}), "runc", declared(chans(chBind))},
 		{"bind whole dev", withHost(container.HostConfig{Runtime: "runc", Binds: []string{"/dev:/dev"}}), "runc", declared(chans(chBind), "all")},
 		{"named volume called dev-nvidia is not a bind", withHost(container.HostConfig{Runtime: "runc", Binds: []string{"nvidia0:/dev/nvidia0"}}), "runc", inventory.GPUAccess{}},
@@ -138,11 +138,11 @@ func TestDeclaredGPU(t *testing.T) {
 				{Type: mount.TypeBind, Source: "/dev/nvidia4", Destination: "/dev/nvidia4"},
 				{Type: mount.TypeVolume, Name: "x", Source: "/var/lib/docker/volumes/x/_data", Destination: "/dev/nvidia5"},
 			},
-		}, "runc", declared(chans(chBind), "4")},
+		}, "runc", declared(chans(chBind), "/dev/nvidia4")},
 		{"volume mount at dev path is not a bind", &container.InspectResponse{
 			Mounts: []container.MountPoint{{Type: mount.TypeVolume, Source: "/dev/nvidia0", Destination: "/dev/nvidia0"}},
 		}, "runc", inventory.GPUAccess{}},
-		{"bind via HostConfig.Mounts", withHost(container.HostConfig{Runtime: "runc", Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/dev/nvidia6", Target: "/dev/nvidia6"}}}), "runc", declared(chans(chBind), "6")},
+		{"bind via HostConfig.Mounts", withHost(container.HostConfig{Runtime: "runc", Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/dev/nvidia6", Target: "/dev/nvidia6"}}}), "runc", declared(chans(chBind), "/dev/nvidia6")},
 
 		// Privileged.
 		{"privileged", withHost(container.HostConfig{Runtime: "runc", Privileged: true}), "runc", declared(chans(chPriv), "all")},
@@ -175,7 +175,7 @@ func TestDeclaredGPU(t *testing.T) {
 				Env:    []string{"NVIDIA_VISIBLE_DEVICES=GPU-aaa"},
 				Labels: map[string]string{"ds01.gpu.uuid": "GPU-aaa", "ds01.gpu.slots": "1"},
 			},
-		}, "runc", declared(chans(chReq, chRT, chDev, chBind, chAlloc), "1", "GPU-aaa")},
+		}, "runc", declared(chans(chReq, chRT, chDev, chBind, chAlloc), "1", "/dev/nvidia1", "GPU-aaa")},
 		{"privileged absorbs devices", &container.InspectResponse{
 			HostConfig: &container.HostConfig{
 				Privileged: true,
@@ -217,7 +217,7 @@ func TestDeclaredGPUEngineJSON(t *testing.T) {
 				]
 			},
 			"Mounts": []
-		}`, declared(chans(chDev), "0")},
+		}`, declared(chans(chDev), "/dev/nvidia0")},
 		{"gpus all as the cli sends it", `{
 			"Config": {"Env": null, "Labels": null},
 			"HostConfig": {
@@ -229,7 +229,7 @@ func TestDeclaredGPUEngineJSON(t *testing.T) {
 		{"bind mount in Mounts only", `{
 			"HostConfig": {"Runtime": "runc", "Binds": null},
 			"Mounts": [{"Type": "bind", "Source": "/dev/nvidia3", "Destination": "/dev/nvidia3", "Mode": "", "RW": true, "Propagation": "rprivate"}]
-		}`, declared(chans(chBind), "3")},
+		}`, declared(chans(chBind), "/dev/nvidia3")},
 		{"null config and host config", `{"Id": "0123", "Config": null, "HostConfig": null}`, inventory.GPUAccess{}},
 	}
 	for _, tc := range tests {

@@ -46,14 +46,30 @@ func (u *GPUUse) TotalMemory() *uint64 {
 	return &sum
 }
 
+// KnownMemory maps each GPU with a known memory figure to it; nil when
+// none is known.
+func (u *GPUUse) KnownMemory() map[string]uint64 {
+	var out map[string]uint64
+	for g, m := range u.Memory {
+		if m != nil {
+			if out == nil {
+				out = make(map[string]uint64, len(u.Memory))
+			}
+			out[g] = *m
+		}
+	}
+	return out
+}
+
 // MergeGPUUse joins NVML's samples and the /proc device holders by PID. A
 // process both list keeps NVML's memory figures; a process only the device
 // scan saw is of kind "device" with no memory figure. A holder of a device
 // that names no GPU ("" from nvidia-caps) adds no GPU but still counts as a
-// GPU process. Holders name devices by /dev/nvidiaN minor number; byMinor
-// turns those into GPU IDs where NVML said which is which (else the minor
-// number stands in). The result is sorted by PID.
-func MergeGPUUse(samples []GPUSample, holders map[int][]string, byMinor map[string]string) []*GPUUse {
+// GPU process. Holders name devices by /dev/nvidiaN minor number; gpus
+// turns those into GPU IDs where a GPU list said which is which, else the
+// device node stands ("/dev/nvidia3"), never guessed to be index N. The
+// result is sorted by PID.
+func MergeGPUUse(samples []GPUSample, holders map[int][]string, gpus inventory.GPUIndex) []*GPUUse {
 	byPID := map[int]*GPUUse{}
 	get := func(pid int) *GPUUse {
 		u := byPID[pid]
@@ -86,8 +102,8 @@ func MergeGPUUse(samples []GPUSample, holders map[int][]string, byMinor map[stri
 		_, listed := byPID[pid]
 		u := get(pid)
 		for _, d := range devs {
-			if id, ok := byMinor[d]; ok {
-				d = id
+			if minor, err := strconv.Atoi(d); err == nil {
+				d = gpus.ID(inventory.DeviceNode(minor))
 			}
 			if _, ok := u.Memory[d]; !ok && d != "" && !listed {
 				u.Memory[d] = nil
@@ -112,15 +128,4 @@ func addKind(kinds []string, k string) []string {
 	kinds = append(kinds, k)
 	sort.Strings(kinds)
 	return kinds
-}
-
-// GPUIDsByMinor maps each GPU's /dev/nvidiaN minor number to its ID.
-func GPUIDsByMinor(gpus []inventory.GPUDevice) map[string]string {
-	m := map[string]string{}
-	for _, g := range gpus {
-		if g.MinorNumber != nil && g.Parent == "" {
-			m[strconv.Itoa(*g.MinorNumber)] = g.ID
-		}
-	}
-	return m
 }

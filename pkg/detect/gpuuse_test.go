@@ -23,11 +23,12 @@ func TestMergeGPUUse(t *testing.T) {
 	holders := map[int][]string{
 		10: {"5"},     // NVML's figures win; the device minor is not an index
 		12: {"1", ""}, // only the device scan saw it
+		14: {"4"},     // a minor no GPU list names: the node, not index 4
 		13: {""},      // nvidiactl only: some GPU, unknown which
 		-1: {"0"},     // junk
 	}
-	byMinor := GPUIDsByMinor([]inventory.GPUDevice{{ID: "3", MinorNumber: ptrInt(1)}, {ID: "3:1", Parent: "3"}})
-	got := MergeGPUUse(samples, holders, byMinor)
+	gpus := inventory.NewGPUIndex([]inventory.GPUDevice{{ID: "3", MinorNumber: ptrInt(1)}, {ID: "3:1", Parent: "3"}})
+	got := MergeGPUUse(samples, holders, gpus)
 	type row struct {
 		pid    int
 		gpus   []string
@@ -44,6 +45,7 @@ func TestMergeGPUUse(t *testing.T) {
 		{11, []string{"2"}, []string{"mps"}, nil, nil},
 		{12, []string{"3"}, []string{"device"}, nil, nil},
 		{13, []string{}, []string{"device"}, nil, nil},
+		{14, []string{"/dev/nvidia4"}, []string{"device"}, nil, nil},
 	}
 	if !reflect.DeepEqual(rows, want) {
 		t.Errorf("MergeGPUUse:\n got  %+v\n want %+v", rows, want)

@@ -257,7 +257,7 @@ func (d *decoder) gpuProcess(p *GPUProcess) {
 
 var containerKeys = newKeySet("id", "name", "image", "command", "type", "status", "exit_code", "created_at",
 	"started_at", "detected_at", "last_seen", "stale", "pid", "user", "user_source", "gpu", "gpu_processes",
-	"gpu_access", "runtime", "cpu_percent", "memory_bytes", "cpu_usage_ns", "cpu_sampled_at", "labels",
+	"gpu_access", "gpus_undeclared", "runtime", "cpu_percent", "memory_bytes", "cpu_usage_ns", "cpu_sampled_at", "labels",
 	"detected_labels", "inspect_error")
 
 func (d *decoder) container(c *Container) {
@@ -299,6 +299,8 @@ func (d *decoder) container(c *Container) {
 			c.GPUProcesses = decodeSlice(d, (*decoder).gpuProcess)
 		case "gpu_access":
 			d.string(&c.GPUAccess)
+		case "gpus_undeclared":
+			c.GPUsUndeclared = decodeSlice(d, (*decoder).string)
 		case "runtime":
 			d.string(&c.Runtime)
 		case "cpu_percent":
@@ -320,7 +322,7 @@ func (d *decoder) container(c *Container) {
 }
 
 var hostProcessKeys = newKeySet("pid", "start_ticks", "type", "command", "user", "user_source", "started_at",
-	"detected_at", "last_seen", "stale", "gpus", "gpu_memory_bytes", "kinds", "sm_util_percent")
+	"detected_at", "last_seen", "stale", "gpus", "gpu_memory_bytes", "gpu_memory", "kinds", "sm_util_percent")
 
 func (d *decoder) hostProcess(p *HostProcess) {
 	d.object(hostProcessKeys, func(key string) {
@@ -347,6 +349,8 @@ func (d *decoder) hostProcess(p *HostProcess) {
 			d.bool(&p.Stale)
 		case "gpus":
 			p.GPUs = decodeSlice(d, (*decoder).string)
+		case "gpu_memory":
+			p.GPUMemory = decodeMap(d, (*decoder).uint64)
 		case "gpu_memory_bytes":
 			decodePtr(d, &p.GPUMemoryBytes, (*decoder).uint64)
 		case "kinds":

@@ -258,6 +258,7 @@ func (t Transition) NewEvent(scanID, baseScanID string, now time.Time) Event {
 		d["gpu_channels"] = nonNil(c.GPU.Channels)
 		d["gpus"] = nonNil(c.GPU.Devices)
 		d["gpu_access"] = c.GPUAccess
+		d["gpus_undeclared"] = nonNil(c.GPUsUndeclared)
 		if c.Runtime != "" {
 			d["runtime"] = c.Runtime
 		}

@@ -603,7 +603,7 @@ func TestTransitionNewEvent(t *testing.T) {
 	containerDetails := map[string]any{
 		"container_id": c.ID, "container_id_short": c.ID[:12], "name": "stack-web-1", "type": TypeDockerCompose,
 		"image": "nginx:1.27", "status": "exited", "gpu_declared": true, "gpu_channels": []any{"device_request", "cdi"},
-		"gpus": []any{"0", "1:2"}, "gpu_access": AccessDeclared, "user_source": "compose_working_dir", "exit_code": "137",
+		"gpus": []any{"0", "1:2"}, "gpu_access": AccessDeclared, "gpus_undeclared": []any{}, "user_source": "compose_working_dir", "exit_code": "137",
 		"detected_labels": map[string]any{"ds01.detected": "true", "ds01.detected.user": "alice", "ds01.detected.origin": TypeDockerCompose},
 	}
 	with := func(base map[string]any, extra map[string]any) map[string]any {
@@ -635,7 +635,7 @@ func TestTransitionNewEvent(t *testing.T) {
 		{"container removed", Transition{Type: EventContainerRemoved, Container: &c}, testBaseScanID, "alice", containerDetails},
 		{"container without GPU or labels, first scan", Transition{Type: EventContainerDiscovered, Container: &bare}, "", "alice", map[string]any{
 			"container_id": bare.ID, "container_id_short": bare.ID[:12], "name": bare.Name, "type": TypeRawDocker, "image": bare.Image,
-			"status": "running", "gpu_declared": false, "gpu_channels": []any{}, "gpus": []any{}, "gpu_access": "", "user_source": bare.UserSource,
+			"status": "running", "gpu_declared": false, "gpu_channels": []any{}, "gpus": []any{}, "gpu_access": "", "gpus_undeclared": []any{}, "user_source": bare.UserSource,
 			"detected_labels": nil,
 		}},
 		{"host process discovered", Transition{Type: EventHostProcessDiscovered, Process: &p}, testBaseScanID, "bob", processDetails},

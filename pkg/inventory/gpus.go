@@ -1,31 +1,68 @@
 package inventory
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
-// GPUIndex resolves GPU UUIDs to the IDs ds01 names GPUs by ("0", "0:1"),
-// from an inventory's GPU list. A workload can name a GPU either way: a
-// container that declared a UUID, a process NVML saw on an index.
-type GPUIndex map[string]string
+// GPUIndex resolves the names a workload can give a GPU to the IDs ds01
+// names GPUs by ("0", "0:1"), from an inventory's GPU list: a UUID ("GPU-…",
+// "MIG-…") and a device node ("/dev/nvidia3", by the GPU's minor number,
+// which need not be its index). A container can declare a GPU any of these
+// ways, and the /proc device scan sees only device nodes; this is the one
+// mapping between them.
+type GPUIndex struct {
+	ids   map[string]string
+	known map[string]bool
+	// uuids and nodes are true when every device of the list has a UUID,
+	// and every whole GPU a minor number: a name of that kind that does
+	// not resolve then names no GPU of this machine.
+	uuids, nodes bool
+}
 
-// NewGPUIndex indexes devices by UUID.
+// NewGPUIndex indexes devices by UUID and by device node.
 func NewGPUIndex(devices []GPUDevice) GPUIndex {
-	idx := make(GPUIndex, len(devices))
+	idx := GPUIndex{
+		ids:   make(map[string]string, 2*len(devices)),
+		known: make(map[string]bool, len(devices)),
+		uuids: len(devices) > 0, nodes: len(devices) > 0,
+	}
 	for _, d := range devices {
+		idx.known[d.ID] = true
 		if d.UUID != "" {
-			idx[d.UUID] = d.ID
+			idx.ids[d.UUID] = d.ID
+		} else {
+			idx.uuids = false
+		}
+		switch {
+		case d.Parent != "":
+		case d.MinorNumber != nil:
+			idx.ids[DeviceNode(*d.MinorNumber)] = d.ID
+		default:
+			idx.nodes = false
 		}
 	}
 	return idx
 }
 
-// ID returns the ID for a GPU name: the name itself unless it is a known
-// UUID.
+// DeviceNode is the device node of the GPU with minor number n:
+// /dev/nvidia<n>. Where no GPU list says which GPU that is, ds01 records
+// and shows the node itself, never index n.
+func DeviceNode(minor int) string { return devNvidia + strconv.Itoa(minor) }
+
+const devNvidia = "/dev/nvidia"
+
+// ID returns the ID for a GPU name: the name itself unless it is a UUID or
+// device node the list resolves.
 func (idx GPUIndex) ID(name string) string {
-	if id, ok := idx[name]; ok {
+	if id, ok := idx.ids[name]; ok {
 		return id
 	}
 	return name
 }
+
+// Known reports whether id is a device of the list.
+func (idx GPUIndex) Known(id string) bool { return idx.known[id] }
 
 // GPUCovers reports whether access to GPU held includes GPU g: the same
 // device, "all", or a whole GPU and one of its MIG instances ("2" covers
@@ -43,32 +80,9 @@ func IsGPUUUID(name string) bool {
 	return strings.HasPrefix(name, "GPU-") || strings.HasPrefix(name, "MIG-")
 }
 
-// GPUWorkloads counts, for each of devices (GPUs and MIG instances, by
-// ID), the workloads on it: those that declared or use it (a workload on a
-// MIG instance counts for its GPU too, one with "all" for every device) and
-// are up or have a process on a GPU. A device at 0 is free. workloads are
-// an inventory's Workloads, devices its GPUs.
-func GPUWorkloads(devices []GPUDevice, workloads []Workload) map[string]int {
-	idx := NewGPUIndex(devices)
-	counts := make(map[string]int, len(devices))
-	for _, d := range devices {
-		counts[d.ID] = 0
-	}
-	for _, w := range workloads {
-		if !w.HasGPU || !w.GPUObserved && !IsUp(w.Status) {
-			continue
-		}
-		for _, d := range devices {
-			for _, g := range w.GPUs {
-				if GPUsOverlap(idx.ID(g), d.ID) {
-					counts[d.ID]++
-					break
-				}
-			}
-		}
-	}
-	return counts
-}
+// IsDeviceNode reports whether a GPU name is a device node left unresolved
+// (/dev/nvidiaN) rather than an ID.
+func IsDeviceNode(name string) bool { return strings.HasPrefix(name, devNvidia) }
 
 // IsUp reports a container state in which it holds what it was given, as
 // docker ps counts up: running, paused or restarting.

@@ -70,11 +70,13 @@ func sampleInventory() *Inventory {
 	running.CPUUsageNS = 123456789
 	running.CPUSampledAt = ptr(t0)
 	running.Labels = map[string]string{"ds01.managed": "true", "ds01.user": "alice"}
+	running.GPUAccess, running.GPUsUndeclared = AccessUndeclared, []string{"0:1"}
 	unknown := container(3, "running", TypeUnknown)
 	unknown.InspectError = "inspect: context deadline exceeded"
 	unknown.Stale = true
 	host := process(5000, 777)
 	host.DetectedAt, host.LastSeen = t0.Add(-time.Minute), t0
+	host.GPUMemory = map[string]uint64{"1": 1 << 30}
 	pending := process(6000, 888)
 	pending.Type = TypeSystem
 	pending.DetectedAt, pending.LastSeen = t0, t0

@@ -153,29 +153,6 @@ const (
 	ChannelAllocatorLabel = "allocator_label" // ds01.gpu.uuid, ds01.gpu.uuids, ds01.gpu.slots
 )
 
-// GPU access states of a container (Container.GPUAccess).
-const (
-	AccessNone       = "none"       // no GPU declared, none used
-	AccessDeclared   = "declared"   // declared, no GPU process seen
-	AccessInUse      = "in-use"     // declared and used
-	AccessUndeclared = "undeclared" // used without any declaration
-)
-
-// AccessState returns the GPU access state of c from its declared access and
-// its observed GPU processes.
-func AccessState(c *Container) string {
-	used := len(c.GPUProcesses) > 0
-	switch {
-	case c.GPU.Declared && used:
-		return AccessInUse
-	case c.GPU.Declared:
-		return AccessDeclared
-	case used:
-		return AccessUndeclared
-	}
-	return AccessNone
-}
-
 // GPUProcess is one process of a container seen on a GPU.
 type GPUProcess struct {
 	// PID is the host PID.
@@ -244,10 +221,14 @@ type Container struct {
 	GPU GPUAccess `json:"gpu"`
 	// GPUProcesses are this container's processes observed on a GPU.
 	GPUProcesses []GPUProcess `json:"gpu_processes,omitempty"`
-	// GPUAccess sums up declared against observed use: one of the
-	// Access constants. AccessUndeclared is the blind spot ds01 exists to
-	// close: a container using a GPU it never declared.
+	// GPUAccess sums up declared against observed use, as the GPU ledger
+	// (DecideAccess) decided it on the last scan: one of the Access
+	// constants. AccessUndeclared is the blind spot ds01 exists to close:
+	// a container using a GPU it never declared.
 	GPUAccess string `json:"gpu_access"`
+	// GPUsUndeclared are the GPUs it uses outside what it declared, as
+	// the ledger decided on the last scan.
+	GPUsUndeclared []string `json:"gpus_undeclared,omitempty"`
 	// Runtime names the container runtime of a TypeUnknown container seen
 	// only through a process cgroup ("podman", "containerd", …).
 	Runtime string `json:"runtime,omitempty"`
@@ -292,6 +273,9 @@ type HostProcess struct {
 	GPUs []string `json:"gpus"`
 	// GPUMemoryBytes is the GPU memory the process uses; nil when unknown.
 	GPUMemoryBytes *uint64 `json:"gpu_memory_bytes"`
+	// GPUMemory is its memory on each GPU where NVML gave a figure, so
+	// that each GPU's ledger adds up; a GPU absent here is unknown.
+	GPUMemory map[string]uint64 `json:"gpu_memory,omitempty"`
 	// Kinds say how the process was seen (compute, graphics, mps, or
 	// device: only holding /dev/nvidia* open, with no memory figure).
 	Kinds []string `json:"kinds,omitempty"`

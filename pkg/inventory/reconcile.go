@@ -96,10 +96,15 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 	}
 
 	if obs.Sources[SourceDocker].OK {
-		cs, t := reconcileContainers(prev.Containers, obs, now)
+		cs, t := reconcileContainers(prev.Containers, obs, NewGPUIndex(next.GPUs), now)
 		next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
 	} else {
-		next.Containers = append(next.Containers, markStale(prev.Containers, func(c *Container) { c.Stale = true })...)
+		gpus := NewGPUIndex(next.GPUs)
+		next.Containers = append(next.Containers, markStale(prev.Containers, func(c *Container) {
+			c.Stale = true
+			a := DecideAccess(c.GPU, c.GPUProcesses, c.Status == "running", obs.ProcessesObserved, gpus)
+			c.GPUAccess, c.GPUsUndeclared = a.State, a.Undeclared
+		})...)
 	}
 
 	if obs.ProcessesObserved {
@@ -144,7 +149,7 @@ func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inv
 	return ts
 }
 
-func reconcileContainers(prev []Container, obs Observation, now time.Time) ([]Container, []Transition) {
+func reconcileContainers(prev []Container, obs Observation, gpus GPUIndex, now time.Time) ([]Container, []Transition) {
 	seen := obs.Containers
 	unread := setOf(obs.UnreadGPUs)
 	old := make(map[string]*Container, len(prev))
@@ -172,7 +177,8 @@ func reconcileContainers(prev []Container, obs Observation, now time.Time) ([]Co
 				}
 			}
 		}
-		c.GPUAccess = AccessState(&c)
+		a := DecideAccess(c.GPU, c.GPUProcesses, c.Status == "running", obs.ProcessesObserved, gpus)
+		c.GPUAccess, c.GPUsUndeclared = a.State, a.Undeclared
 		if !ok {
 			if c.DetectedAt.IsZero() {
 				c.DetectedAt = now
@@ -191,7 +197,7 @@ func reconcileContainers(prev []Container, obs Observation, now time.Time) ([]Co
 		if p.Type != c.Type {
 			ts = append(ts, Transition{Type: EventContainerClassification, Container: &c, Field: "type", From: p.Type, To: c.Type})
 		}
-		if c.GPUAccess == AccessUndeclared && p.GPUAccess != AccessUndeclared {
+		if undeclaredChanged(p, &c) {
 			ts = append(ts, Transition{Type: EventContainerClassification, Container: &c, Field: "gpu_access", From: p.GPUAccess, To: c.GPUAccess})
 		}
 		if p.Status != c.Status {
@@ -206,6 +212,17 @@ func reconcileContainers(prev []Container, obs Observation, now time.Time) ([]Co
 	}
 	sortContainers(out)
 	return out, ts
+}
+
+// undeclaredChanged reports a container that started or stopped using a
+// GPU outside what it declared, or moved to other such GPUs. An entry
+// written before the ledger listed those GPUs counts by its state alone.
+func undeclaredChanged(p, c *Container) bool {
+	was, is := p.GPUAccess == AccessUndeclared, c.GPUAccess == AccessUndeclared
+	if was != is {
+		return true
+	}
+	return is && p.GPUsUndeclared != nil && !slices.Equal(p.GPUsUndeclared, c.GPUsUndeclared)
 }
 
 func reconcileProcesses(prev *Inventory, obs Observation, now time.Time) (hp, pending []HostProcess, ts []Transition) {

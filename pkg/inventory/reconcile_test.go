@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 )
@@ -701,14 +702,62 @@ func TestReconcileUndeclaredGPUUse(t *testing.T) {
 		t.Errorf("GPU sources down: processes %v access %q, want the last known use kept", c.GPUProcesses, c.GPUAccess)
 	}
 	inv, ts = Reconcile(inv, allOK([]Container{plain}, nil), scanAt(4))
-	if len(byType(ts, EventContainerClassification)) != 0 || inv.Containers[0].GPUAccess != AccessNone {
-		t.Errorf("use ended: access %q transitions %v, want none and no event", inv.Containers[0].GPUAccess, transitionTypes(ts))
+	changes = byType(ts, EventContainerClassification)
+	if len(changes) != 1 || changes[0].From != AccessUndeclared || changes[0].To != AccessNone || inv.Containers[0].GPUAccess != AccessNone {
+		t.Errorf("use ended: access %q transitions %+v, want one gpu_access change undeclared → none", inv.Containers[0].GPUAccess, changes)
 	}
 	declared := container(8, "running", TypeRawDocker)
 	declared.GPUProcesses = using.GPUProcesses
 	inv, _ = Reconcile(nil, allOK([]Container{declared}, nil), scanAt(0))
 	if got := inv.Containers[0].GPUAccess; got != AccessInUse {
 		t.Errorf("declared and used: gpu_access = %q, want %q", got, AccessInUse)
+	}
+}
+
+// TestReconcileUseOutsideDeclared: a container that declared GPU 0 and then
+// also runs on GPU 1 is undeclared on GPU 1, with one event naming it; a
+// further GPU outside is another event, and going back inside a third.
+func TestReconcileUseOutsideDeclared(t *testing.T) {
+	c := container(9, "running", TypeRawDocker)
+	c.GPU = GPUAccess{Declared: true, Channels: []string{ChannelRuntime}, Devices: []string{"0"}}
+	on := func(gpus ...string) Container {
+		d := c
+		d.GPUProcesses = nil
+		for i, g := range gpus {
+			d.GPUProcesses = append(d.GPUProcesses, GPUProcess{PID: 100 + i, GPU: g})
+		}
+		return d
+	}
+	steps := []struct {
+		gpus      []string
+		want      string
+		outside   []string
+		wantEvent bool
+	}{
+		{[]string{"0"}, AccessInUse, nil, false},
+		{[]string{"0", "1"}, AccessUndeclared, []string{"1"}, true},
+		{[]string{"0", "1"}, AccessUndeclared, []string{"1"}, false},
+		{[]string{"1", "2"}, AccessUndeclared, []string{"1", "2"}, true},
+		{[]string{"0"}, AccessInUse, nil, true},
+	}
+	var inv *Inventory
+	for i, st := range steps {
+		var ts []Transition
+		inv, ts = Reconcile(inv, allOK([]Container{on(st.gpus...)}, nil), scanAt(i))
+		got := inv.Containers[0]
+		if got.GPUAccess != st.want || !slices.Equal(got.GPUsUndeclared, st.outside) {
+			t.Errorf("scan %d on %v: access %q outside %v, want %q %v", i, st.gpus, got.GPUAccess, got.GPUsUndeclared, st.want, st.outside)
+		}
+		changes := byType(ts, EventContainerClassification)
+		if (len(changes) == 1) != st.wantEvent || len(changes) > 1 {
+			t.Errorf("scan %d on %v: %d classification changes, want event %v", i, st.gpus, len(changes), st.wantEvent)
+		}
+		if st.wantEvent && len(changes) == 1 {
+			e := changes[0].NewEvent("s", "", scanAt(i))
+			if got := e.Details["gpus_undeclared"]; !reflect.DeepEqual(got, nonNil(st.outside)) {
+				t.Errorf("scan %d: event gpus_undeclared = %v, want %v", i, got, st.outside)
+			}
+		}
 	}
 }
 

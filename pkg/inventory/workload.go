@@ -35,9 +35,19 @@ type Workload struct {
 	// GPUIdle is true for a running container that declared GPUs and has
 	// no process on one, as seen by a GPU source that answered.
 	GPUIdle bool `json:"gpu_idle"`
-	// GPUs are the GPUs the workload has: "0", "1:2" (MIG), "all", or a
-	// UUID where only that is known.
+	// GPUs are the GPUs the workload declared or uses: "0", "1:2" (MIG),
+	// "all", or a UUID or device node ("/dev/nvidia3") that names no GPU
+	// the inventory knows.
 	GPUs []string `json:"gpus"`
+	// GPUAccess is the ledger's state for a container (an Access
+	// constant); empty for a process, which declares nothing.
+	GPUAccess string `json:"gpu_access"`
+	// GPUsDeclared, GPUsUsed and GPUsUndeclared are the ledger's lists:
+	// what a container declared, what the workload uses, and what a
+	// container uses outside what it declared.
+	GPUsDeclared   []string `json:"gpus_declared"`
+	GPUsUsed       []string `json:"gpus_used"`
+	GPUsUndeclared []string `json:"gpus_undeclared"`
 	// GPUMemoryBytes is the GPU memory in use; nil when unknown.
 	GPUMemoryBytes *uint64  `json:"gpu_memory_bytes"`
 	CPUPercent     *float64 `json:"cpu_percent"`
@@ -53,16 +63,13 @@ type Workload struct {
 // host processes in theirs.
 func (inv *Inventory) Workloads() []Workload {
 	out := make([]Workload, 0, len(inv.Containers)+len(inv.HostProcesses))
-	gpuSeen := inv.GPUProcessesObserved()
+	gpus := NewGPUIndex(inv.GPUs)
 	for i := range inv.Containers {
-		w := inv.Containers[i].Workload()
-		// Idle is a claim about GPU processes: without a GPU source that
-		// answered, nobody knows.
-		w.GPUIdle = w.GPUIdle && gpuSeen
-		out = append(out, w)
+		c := &inv.Containers[i]
+		out = append(out, c.workload(inv.ContainerAccess(c, gpus)))
 	}
 	for i := range inv.HostProcesses {
-		out = append(out, inv.HostProcesses[i].Workload())
+		out = append(out, inv.HostProcesses[i].workload(gpus))
 	}
 	return out
 }
@@ -74,14 +81,15 @@ func (inv *Inventory) GPUProcessesObserved() bool {
 	return inv.Sources[SourceNVML].OK || inv.Sources[SourceProcfs].OK
 }
 
-// Workload returns the container's flat view. GPUIdle assumes GPU processes
-// were observed; Inventory.Workloads clears it when they were not.
-func (c *Container) Workload() Workload {
+// workload returns the container's flat view, with the ledger's verdict a.
+func (c *Container) workload(a Access) Workload {
 	w := Workload{
 		Type: c.Type, ID: c.ID, Name: c.Name, User: c.User, UserSource: c.UserSource,
 		Status: c.Status, Image: c.Image, Command: c.Command, DetectedAt: c.DetectedAt,
-		GPUDeclared: c.GPU.Declared, GPUObserved: len(c.GPUProcesses) > 0,
-		CPUPercent: c.CPUPercent, MemoryBytes: c.MemoryBytes, Stale: c.Stale,
+		GPUDeclared: c.GPU.Declared, GPUObserved: len(c.GPUProcesses) > 0, GPUIdle: a.Idle,
+		GPUAccess: a.State, GPUsDeclared: nonNil(a.Declared), GPUsUsed: nonNil(a.Used),
+		GPUsUndeclared: nonNil(a.Undeclared),
+		CPUPercent:     c.CPUPercent, MemoryBytes: c.MemoryBytes, Stale: c.Stale,
 		DetectedLabels: c.DetectedLabels,
 	}
 	if !c.CreatedAt.IsZero() {
@@ -89,30 +97,33 @@ func (c *Container) Workload() Workload {
 		w.CreatedAt = &t
 	}
 	w.HasGPU = w.GPUDeclared || w.GPUObserved
-	w.GPUIdle = w.GPUDeclared && !w.GPUObserved && c.Status == "running"
-	gpus := append([]string(nil), c.GPU.Devices...)
+	w.GPUs = normaliseGPUs(append(slices.Clone(a.Declared), a.Used...))
 	var mem uint64
 	memKnown := false
 	for _, p := range c.GPUProcesses {
-		gpus = append(gpus, p.GPU)
 		if p.MemoryBytes != nil {
 			mem += *p.MemoryBytes
 			memKnown = true
 		}
 	}
-	w.GPUs = normaliseGPUs(gpus)
 	if memKnown {
 		w.GPUMemoryBytes = &mem
 	}
 	return w
 }
 
-// Workload returns the process's flat view.
-func (p *HostProcess) Workload() Workload {
+// workload returns the process's flat view, its GPUs resolved through gpus.
+func (p *HostProcess) workload(gpus GPUIndex) Workload {
+	used := make([]string, len(p.GPUs))
+	for i, g := range p.GPUs {
+		used[i] = gpus.ID(g)
+	}
+	used = normaliseGPUs(used)
 	w := Workload{
 		Type: p.Type, ID: strconv.Itoa(p.PID), Name: p.Command, User: p.User, UserSource: p.UserSource,
 		Status: "running", Command: p.Command, DetectedAt: p.DetectedAt,
-		HasGPU: true, GPUObserved: true, GPUs: normaliseGPUs(p.GPUs), GPUMemoryBytes: p.GPUMemoryBytes,
+		HasGPU: true, GPUObserved: true, GPUs: used, GPUMemoryBytes: p.GPUMemoryBytes,
+		GPUsDeclared: []string{}, GPUsUsed: used, GPUsUndeclared: []string{},
 		Stale: p.Stale,
 	}
 	if !p.StartedAt.IsZero() {

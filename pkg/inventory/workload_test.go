@@ -62,7 +62,7 @@ func TestContainerWorkloadGPUIdle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := container(1, tc.status, TypeRawDocker)
 			c.GPU, c.GPUProcesses = tc.gpu, tc.procs
-			w := c.Workload()
+			w := containerWorkload(c)
 			if w.GPUIdle != tc.wantIdle || w.HasGPU != tc.wantHasGPU || w.GPUObserved != tc.wantObserved || w.GPUDeclared != tc.gpu.Declared {
 				t.Errorf("idle %v, has_gpu %v, observed %v, declared %v; want %v, %v, %v, %v",
 					w.GPUIdle, w.HasGPU, w.GPUObserved, w.GPUDeclared, tc.wantIdle, tc.wantHasGPU, tc.wantObserved, tc.gpu.Declared)
@@ -95,7 +95,7 @@ func TestContainerWorkloadGPUs(t *testing.T) {
 			c := container(1, "running", TypeRawDocker)
 			c.GPU = GPUAccess{Declared: len(tc.declared) > 0, Devices: tc.declared}
 			c.GPUProcesses = tc.procs
-			w := c.Workload()
+			w := containerWorkload(c)
 			if w.GPUs == nil || !reflect.DeepEqual(w.GPUs, tc.wantGPUs) {
 				t.Errorf("GPUs = %#v, want %#v", w.GPUs, tc.wantGPUs)
 			}
@@ -117,7 +117,7 @@ func TestContainerWorkloadDoesNotModifyDevices(t *testing.T) {
 	c := container(1, "running", TypeRawDocker)
 	c.GPU.Devices = devs
 	c.GPUProcesses = []GPUProcess{{PID: 1, GPU: "5"}, {PID: 2, GPU: "6"}}
-	_ = c.Workload()
+	_ = containerWorkload(c)
 	if !reflect.DeepEqual(backing[:2], []string{"1", "0"}) || backing[2] != "" || backing[3] != "" {
 		t.Errorf("Workload wrote into the container's device slice: %q", backing)
 	}
@@ -134,11 +134,12 @@ func TestProcessWorkload(t *testing.T) {
 	p := process(4242, 1)
 	p.DetectedAt = t0
 	p.Stale = true
-	w := p.Workload()
+	w := processWorkload(p)
 	want := Workload{
 		Type: TypeHostProcess, ID: "4242", Name: p.Command, User: "bob", UserSource: "uid", Status: "running",
 		Command: p.Command, CreatedAt: ptr(p.StartedAt), DetectedAt: t0, HasGPU: true, GPUObserved: true,
 		GPUs: []string{"1"}, GPUMemoryBytes: p.GPUMemoryBytes, Stale: true,
+		GPUsDeclared: []string{}, GPUsUsed: []string{"1"}, GPUsUndeclared: []string{},
 	}
 	if !reflect.DeepEqual(w, want) {
 		t.Errorf("Workload() =\n %+v\nwant\n %+v", w, want)
@@ -163,10 +164,10 @@ func TestWorkloadJSONNulls(t *testing.T) {
 		wantNull []string
 		wantSet  []string
 	}{
-		{"container with no facts", bare.Workload(), []string{"cpu_percent", "memory_bytes", "gpu_memory_bytes", "created_at"}, []string{"gpus"}},
-		{"container with zero-valued facts", full.Workload(), nil, []string{"cpu_percent", "memory_bytes", "gpu_memory_bytes", "created_at", "gpus"}},
-		{"process with unknown memory", unknownMem.Workload(), []string{"gpu_memory_bytes", "cpu_percent", "memory_bytes"}, []string{"created_at", "gpus"}},
-		{"process with unknown start", noStart.Workload(), []string{"created_at"}, nil},
+		{"container with no facts", containerWorkload(bare), []string{"cpu_percent", "memory_bytes", "gpu_memory_bytes", "created_at"}, []string{"gpus"}},
+		{"container with zero-valued facts", containerWorkload(full), nil, []string{"cpu_percent", "memory_bytes", "gpu_memory_bytes", "created_at", "gpus"}},
+		{"process with unknown memory", processWorkload(unknownMem), []string{"gpu_memory_bytes", "cpu_percent", "memory_bytes"}, []string{"created_at", "gpus"}},
+		{"process with unknown start", processWorkload(noStart), []string{"created_at"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,4 +215,16 @@ func TestWorkloadsIdleNeedsGPUSource(t *testing.T) {
 			}
 		})
 	}
+}
+
+// containerWorkload is c's Workload in an inventory whose GPU sources
+// answered.
+func containerWorkload(c Container) Workload {
+	inv := Inventory{Containers: []Container{c}, Sources: map[string]SourceStatus{SourceNVML: {OK: true}}}
+	return inv.Workloads()[0]
+}
+
+func processWorkload(p HostProcess) Workload {
+	inv := Inventory{HostProcesses: []HostProcess{p}, Sources: map[string]SourceStatus{SourceNVML: {OK: true}}}
+	return inv.Workloads()[0]
 }

@@ -88,7 +88,8 @@ func hostProcess(p GPUProcess, r attribution.Result) inventory.HostProcess {
 	return inventory.HostProcess{
 		PID: p.Info.PID, StartTicks: p.Info.StartTicks, Type: typ, Command: p.Info.Cmdline,
 		User: r.User, UserSource: r.Source, StartedAt: p.Info.StartedAt,
-		GPUs: p.Use.GPUs(), GPUMemoryBytes: p.Use.TotalMemory(), Kinds: p.Use.Kinds, SMUtilPercent: p.Use.SMUtil,
+		GPUs: p.Use.GPUs(), GPUMemoryBytes: p.Use.TotalMemory(), GPUMemory: p.Use.KnownMemory(),
+		Kinds: p.Use.Kinds, SMUtilPercent: p.Use.SMUtil,
 	}
 }
 

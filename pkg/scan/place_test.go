@@ -191,8 +191,8 @@ func TestPlaceDockerDown(t *testing.T) {
 
 // TestPlaceMinorNumbers: /dev/nvidiaN names the GPU whose minor number is
 // N, which need not be its index; NVML's mapping serves when it answers,
-// the last inventory's while it is down, and the minor number stands in for
-// a GPU neither knows.
+// the last inventory's while it is down, and for a GPU neither knows the
+// device node stands, never guessed to be index N.
 func TestPlaceMinorNumbers(t *testing.T) {
 	minor := func(n int) *int { return &n }
 	// Index 0 has minor 3, index 1 minor 0; a MIG instance has none.
@@ -209,15 +209,15 @@ func TestPlaceMinorNumbers(t *testing.T) {
 		prev     *inventory.Inventory
 		want     map[int][]string
 	}{
-		{"NVML answers", true, gpus, nil, map[int][]string{100: {"0"}, 102: {"1", "7"}, 103: {}}},
-		{"NVML down, the last inventory's mapping", false, nil, prev, map[int][]string{100: {"0"}, 102: {"1", "7"}, 103: {}}},
-		{"NVML down, never answered", false, nil, nil, map[int][]string{100: {"3"}, 102: {"0", "7"}, 103: {}}},
+		{"NVML answers", true, gpus, nil, map[int][]string{100: {"0"}, 102: {"/dev/nvidia7", "1"}, 103: {}}},
+		{"NVML down, the last inventory's mapping", false, nil, prev, map[int][]string{100: {"0"}, 102: {"/dev/nvidia7", "1"}, 103: {}}},
+		{"NVML down, never answered", false, nil, nil, map[int][]string{100: {"/dev/nvidia3"}, 102: {"/dev/nvidia0", "/dev/nvidia7"}, 103: {}}},
 		{"NVML answers, the old mapping ignored", true, []inventory.GPUDevice{{ID: "0", MinorNumber: minor(0)}}, prev,
-			map[int][]string{100: {"3"}, 102: {"0", "7"}, 103: {}}},
+			map[int][]string{100: {"/dev/nvidia3"}, 102: {"/dev/nvidia7", "0"}, 103: {}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			uses := detect.MergeGPUUse(nil, holders, detect.GPUIDsByMinor(KnownGPUs(tc.nvmlOK, tc.observed, tc.prev)))
+			uses := detect.MergeGPUUse(nil, holders, inventory.NewGPUIndex(KnownGPUs(tc.nvmlOK, tc.observed, tc.prev)))
 			got := map[int][]string{}
 			for _, u := range uses {
 				got[u.PID] = u.GPUs()

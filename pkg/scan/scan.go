@@ -158,8 +158,8 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 	if !obs.ProcessesObserved {
 		return obs
 	}
-	byMinor := detect.GPUIDsByMinor(KnownGPUs(nv.status.OK, nv.value.GPUs, prev))
-	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, byMinor))
+	index := inventory.NewGPUIndex(KnownGPUs(nv.status.OK, nv.value.GPUs, prev))
+	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, index))
 	placed := Place(obs.Containers, docker.status.OK, procs, s.attr.Process)
 	obs.Containers, obs.Processes = placed.Containers, placed.Processes
 	return obs

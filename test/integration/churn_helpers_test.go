@@ -203,7 +203,7 @@ func churnCheckWholeLog(tl *churnTally, path string, want int, torn map[int64]in
 
 // ---- Snapshots and transitions ---------------------------------------------
 
-type churnCont struct{ Status, Type, Access, Runtime string }
+type churnCont struct{ Status, Type, Access, Runtime, Undeclared string }
 
 // foreign reports whether the inventory knows the container only through a
 // GPU process's cgroup: another runtime's, or another engine's (on a shared
@@ -230,7 +230,8 @@ func churnSnapOf(inv *inventory.Inventory) *churnSnap {
 	}
 	s.DockerOK, s.NVMLOK = s.Sources[inventory.SourceDocker], s.Sources[inventory.SourceNVML]
 	for _, c := range inv.Containers {
-		s.Containers[c.ID] = churnCont{Status: c.Status, Type: c.Type, Access: c.GPUAccess, Runtime: c.Runtime}
+		s.Containers[c.ID] = churnCont{Status: c.Status, Type: c.Type, Access: c.GPUAccess, Runtime: c.Runtime,
+			Undeclared: strings.Join(c.GPUsUndeclared, ",")}
 	}
 	for _, p := range inv.HostProcesses {
 		s.Hosts[p.Key()] = p.Command
@@ -293,7 +294,8 @@ func churnTransOf(e event) churnTrans {
 // churnDiff is every transition the DESIGN's reconcile rules make between
 // two saved inventories: a container new to next is discovered, one gone is
 // removed, a changed status or type is one event each, and so is a container
-// turning to undeclared GPU use; a host process in next's workloads but not
+// starting or stopping GPU use outside what it declared (or moving to other
+// such GPUs); a host process in next's workloads but not
 // prev's is discovered, and the reverse has exited; a source going down or
 // coming back is one event.
 func churnDiff(prev, next *churnSnap) []churnTrans {
@@ -320,7 +322,8 @@ func churnDiff(prev, next *churnSnap) []churnTrans {
 		if p.Type != c.Type {
 			out = append(out, churnTrans{Kind: inventory.EventContainerClassification + ":type", Subject: subject, From: p.Type, To: c.Type})
 		}
-		if c.Access == inventory.AccessUndeclared && p.Access != inventory.AccessUndeclared {
+		wasU, isU := p.Access == inventory.AccessUndeclared, c.Access == inventory.AccessUndeclared
+		if wasU != isU || isU && p.Undeclared != c.Undeclared {
 			out = append(out, churnTrans{Kind: inventory.EventContainerClassification + ":gpu_access", Subject: subject, From: p.Access, To: c.Access})
 		}
 		if p.Status != c.Status {

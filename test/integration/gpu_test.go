@@ -97,7 +97,12 @@ func TestScanGPUProcessInContainer(t *testing.T) {
 	if c.GPUAccess != inventory.AccessUndeclared {
 		t.Errorf("gpu_access %q, want undeclared", c.GPUAccess)
 	}
-	w := c.Workload()
+	var w inventory.Workload
+	for _, wl := range inv.Workloads() {
+		if wl.ID == id {
+			w = wl
+		}
+	}
 	if !w.GPUObserved || !reflect.DeepEqual(w.GPUs, []string{"0"}) || w.GPUMemoryBytes == nil {
 		t.Errorf("workload view %+v", w)
 	}
