@@ -47,7 +47,7 @@ func metricsInventory(extra int) *inventory.Inventory {
 			{PID: 4242, Type: "host-process", Command: "python train.py", User: "dave", GPUs: []string{"2"}, GPUMemoryBytes: u64(8 << 30)},
 		},
 		GPUs: []inventory.GPUDevice{
-			{ID: "0", UUID: "GPU-0"}, {ID: "1", UUID: "GPU-1", MIGEnabled: true},
+			{ID: "0", UUID: "GPU-0", MemoryUsedBytes: u64(26 << 30)}, {ID: "1", UUID: "GPU-1", MIGEnabled: true},
 			{ID: "1:2", UUID: "MIG-12", Parent: "1"}, {ID: "1:3", UUID: "MIG-13", Parent: "1"},
 			{ID: "2", UUID: "GPU-2"}, {ID: "3", UUID: "GPU-3"}, {ID: "4", UUID: "GPU-4", Name: "NVIDIA \"H100\"\n"},
 		},
@@ -136,6 +136,18 @@ func TestRenderMetrics(t *testing.T) {
 	// nothing; 4 is free.
 	if want := map[string]float64{"0": 2, "1": 1, "1:2": 1, "1:3": 0, "2": 2, "3": 1, "4": 0}; !maps.Equal(onGPU, want) {
 		t.Errorf("gpu_workloads %v, want %v", onGPU, want)
+	}
+	users := map[string]string{}
+	for _, m := range fams["ds01_gpu_workloads"].GetMetric() {
+		users[labels(m)["gpu"]] = labels(m)["users"]
+	}
+	if want := map[string]string{"0": "alice,erin", "1": "bob", "1:2": "bob", "1:3": "", "2": "dave,erin", "3": "carol", "4": ""}; !maps.Equal(users, want) {
+		t.Errorf("gpu_workloads users %v, want %v", users, want)
+	}
+	// GPU 0 uses 26 GiB; alice's and erin's processes there hold 6.
+	orphan := fams["ds01_gpu_memory_unattributed_bytes"].GetMetric()
+	if len(orphan) != 1 || labels(orphan[0])["gpu"] != "0" || labels(orphan[0])["uuid"] != "GPU-0" || orphan[0].GetGauge().GetValue() != 20<<30 {
+		t.Errorf("unattributed memory %v, want 20 GiB on GPU 0 alone (the others' use is unknown)", orphan)
 	}
 	blind := map[string]float64{}
 	for _, m := range fams["ds01_source_blind_spot"].GetMetric() {

@@ -69,3 +69,20 @@ func (f filter) matches(r row, gpus inventory.GPUIndex) bool {
 	}
 	return false
 }
+
+// devices keeps the ledger's pages of the GPUs --gpu names (all without
+// it): a MIG instance's GPU and a GPU's instances count.
+func (f filter) devices(ledger []inventory.GPUAccount, gpus inventory.GPUIndex) []inventory.GPUAccount {
+	if len(f.gpus) == 0 {
+		return ledger
+	}
+	return slices.DeleteFunc(ledger, func(a inventory.GPUAccount) bool {
+		return !slices.ContainsFunc(f.gpus, func(want string) bool { return inventory.GPUsOverlap(gpus.ID(want), a.Device.ID) })
+	})
+}
+
+// selectsWorkloads reports a filter that picks workloads by who or what
+// they are (not by GPU, nor --all).
+func (f filter) selectsWorkloads() bool {
+	return f.user != "" || len(f.types) > 0 || f.gpuOnly || f.idle || f.undeclared
+}

@@ -52,6 +52,11 @@ var questions = []question{
 		note:  "Containers seen on a GPU they were not granted: find out how they were started.",
 	},
 	{
+		text:  "Which GPUs are free, and who is on the others?",
+		flags: func(string) []string { return []string{"--by-gpu"} },
+		note:  "A heading per GPU with its memory and the workloads on it, then the free GPUs; memory no visible process holds is flagged.",
+	},
+	{
 		text:  "How much GPU does each user have?",
 		flags: func(string) []string { return []string{"--by-user", "--gpu-only"} },
 		note:  "A heading per user with their GPUs and GPU memory; --wide adds IDs, images and memory.",

@@ -24,6 +24,7 @@ Flags:{{range .VisibleFlags}}
 Examples:
    ds01-workloads                          running workloads: TYPE USER GPU(S) STATUS AGE NAME
    ds01-workloads --gpu 0                  who is on GPU 0
+   ds01-workloads --by-gpu                 each GPU: its memory, who is on it, which are free
    ds01-workloads --by-user --gpu-only     GPU use per user, with GPU memory
    ds01-workloads --all --wide             stopped and system workloads too, with ID, IMAGE, CPU%, MEM
    ds01-workloads --json | jq '.workloads[] | select(.gpu_idle)'
@@ -65,6 +66,7 @@ var (
 		{"schema_version", "the version of this document's format: 1"},
 		{"last_scan", "when the last scan ran, RFC 3339 UTC; null if never"},
 		{"sources", "object: source name (docker, nvml, procfs) → how it fared at the last scan"},
+		{"gpus", "array: the GPU ledger, a page per GPU and MIG instance (those --gpu names)"},
 		{"workloads", "array: the workloads the filters keep, newest first"},
 	}
 	jsonSourceFields = []doc{
@@ -72,6 +74,22 @@ var (
 		{"error", "why it did not; null when ok"},
 		{"last_success", "when it last answered, RFC 3339 UTC; null if never"},
 		{"warning", "what it answered without being able to see, and why; null when it saw everything"},
+	}
+	jsonGPUFields = []doc{
+		{"id", `the GPU's ID: "0", or "2:1" for a MIG instance`},
+		{"uuid", "GPU-… or MIG-…"},
+		{"name", "the product name NVML gives"},
+		{"parent", "the GPU a MIG instance belongs to; null for a GPU"},
+		{"minor_number", "N of its /dev/nvidiaN, which need not be its index; null for a MIG instance or when unknown"},
+		{"lost", "the GPU answered GPU_IS_LOST or RESET_REQUIRED"},
+		{"memory_total_bytes", "its memory; null if unknown"},
+		{"memory_used_bytes", "memory in use; null if unknown"},
+		{"memory_attributed_bytes", "what the processes NVML lists on it hold; null if one has no figure or NVML was down"},
+		{"memory_unattributed_bytes", "used minus attributed: memory held by no visible process; null where either is unknown"},
+		{"memory_unattributed_flagged", "unattributed memory above --unattributed-threshold (see --concepts)"},
+		{"persistence_mode", "the driver's persistence mode; null where it cannot say (MIG instances)"},
+		{"declared_by", "array: IDs of the workloads up and declaring it (all its workloads, whatever the filters)"},
+		{"used_by", "array: IDs of the workloads with a process on it"},
 	}
 	jsonWorkloadFields = []doc{
 		{"type", "workload type (see TYPES)"},
@@ -114,7 +132,7 @@ func writeInfo(w io.Writer, flags []cli.Flag, path string) error {
 
 	p("ds01-workloads: the full reference\n\n")
 	p("SYNOPSIS\n")
-	p("   ds01-workloads [filters] [--wide] [--by-user] [--json | --format TEMPLATE | --quiet]\n\n")
+	p("   ds01-workloads [filters] [--wide] [--by-user | --by-gpu] [--json | --format TEMPLATE | --quiet]\n\n")
 	p("   It reads one file, the inventory ds01-scan writes every 30 s, and nothing else: no Docker\n")
 	p("   socket, no NVML, no root. Data goes to stdout; warnings and errors to stderr.\n\n")
 
@@ -128,6 +146,7 @@ func writeInfo(w io.Writer, flags []cli.Flag, path string) error {
 		{"(default)", "a table, newest first: " + headerList(defaultColumns) + ", then a footer: counts, and when the last scan ran"},
 		{"--wide", "the same rows with " + headerList(wideColumns)},
 		{"--by-user", "a heading per user (sorted, unknown last) with the user's workloads, GPUs and GPU memory; works with --wide"},
+		{"--by-gpu", "a heading per GPU and MIG instance (name, UUID, memory used, memory held by no visible process) with the workloads that declare or use it, then a line per free GPU; works with --wide, --gpu, --user and --all"},
 		{"--json", "one JSON document (see JSON), indented on a terminal and compact in a pipe; nothing else on stdout"},
 		{"--format T", "a Go template per workload (see TEMPLATES); 'table T' adds a header row and aligns columns"},
 		{"--quiet", "IDs only: container IDs (12 characters) and PIDs"},
@@ -177,6 +196,8 @@ func writeInfo(w io.Writer, flags []cli.Flag, path string) error {
 	list(jsonTopFields)
 	p("   Each source:\n")
 	list(jsonSourceFields)
+	p("   Each GPU:\n")
+	list(jsonGPUFields)
 	p("   Each workload:\n")
 	list(jsonWorkloadFields)
 	p("   An absent fact is null, never zero. Strings are exactly as in the inventory.\n")
@@ -237,7 +258,22 @@ DECLARED AND OBSERVED GPU ACCESS
                       way ds01 did not see granted. This is the blind spot the layer
                       exists to close: find out how it was started (--undeclared).
      (undeclared: 1)  it uses GPU 1 beyond the GPUs it declared.
-   A host process declares nothing: it is on the GPUs it uses.
+   A host process declares nothing: it is on the GPUs it uses. /dev/nvidiaN is the GPU whose
+   minor number is N, which need not be GPU N; where no GPU list says which GPU that is,
+   GPU(S) shows /dev/nvidiaN itself. Every output (table, filters, JSON, events, metrics)
+   takes these verdicts from one place, the GPU ledger.
+
+UNATTRIBUTED MEMORY
+   For each GPU the ledger adds up the memory of the processes NVML lists on it and compares
+   it with what the GPU says is used. Memory held by no visible process, above
+   --unattributed-threshold (1GiB: more than the driver and ECC reserve on an idle GPU), is
+   flagged: a warning under the table, the GPU's heading in --by-gpu, and
+   memory_unattributed_flagged in JSON. What usually holds it:
+     a killed job's leaked context   the process is gone but the driver did not free it;
+                                     a GPU reset (nvidia-smi -r) or reboot reclaims it
+     another PID namespace           a process NVML cannot name from the host
+     MPS                             clients behind an MPS server (nvidia-cuda-mps-server)
+   Find the holder: sudo fuser -v /dev/nvidia*  (or lsof /dev/nvidia*), and nvidia-smi.
 
 WHO: ATTRIBUTION AND USER SOURCE
    USER is the first signal that names a real user; USER SOURCE (--wide; user_source in

@@ -23,8 +23,46 @@ type jsonDocument struct {
 	// LastScan is nil before the first scan.
 	LastScan *time.Time            `json:"last_scan"`
 	Sources  map[string]jsonSource `json:"sources"`
+	GPUs     []jsonGPU             `json:"gpus"`
 	// Workloads is always empty: writeJSON fills the array.
 	Workloads []struct{} `json:"workloads"`
+}
+
+// jsonGPU is one GPU or MIG instance's page of the GPU ledger.
+type jsonGPU struct {
+	ID          string  `json:"id"`
+	UUID        string  `json:"uuid"`
+	Name        string  `json:"name"`
+	Parent      *string `json:"parent"`
+	MinorNumber *int    `json:"minor_number"`
+	Lost        bool    `json:"lost"`
+	// Memory, in bytes; null where unknown.
+	MemoryTotal        *uint64 `json:"memory_total_bytes"`
+	MemoryUsed         *uint64 `json:"memory_used_bytes"`
+	MemoryAttributed   *uint64 `json:"memory_attributed_bytes"`
+	MemoryUnattributed *uint64 `json:"memory_unattributed_bytes"`
+	// UnattributedFlagged is true above the threshold.
+	UnattributedFlagged bool     `json:"memory_unattributed_flagged"`
+	PersistenceMode     *bool    `json:"persistence_mode"`
+	DeclaredBy          []string `json:"declared_by"`
+	UsedBy              []string `json:"used_by"`
+}
+
+// newJSONGPUs is the ledger's pages for the document.
+func newJSONGPUs(ledger []inventory.GPUAccount, threshold uint64) []jsonGPU {
+	out := make([]jsonGPU, 0, len(ledger))
+	for i := range ledger {
+		a := &ledger[i]
+		d := a.Device
+		out = append(out, jsonGPU{
+			ID: d.ID, UUID: d.UUID, Name: d.Name, Parent: stringOrNil(d.Parent), MinorNumber: d.MinorNumber, Lost: d.Lost,
+			MemoryTotal: d.MemoryTotalBytes, MemoryUsed: d.MemoryUsedBytes,
+			MemoryAttributed: a.AttributedBytes, MemoryUnattributed: a.UnattributedBytes,
+			UnattributedFlagged: a.Flagged(threshold), PersistenceMode: d.PersistenceMode,
+			DeclaredBy: a.DeclaredBy, UsedBy: a.UsedBy,
+		})
+	}
+	return out
 }
 
 // jsonSource is how a source fared at the last scan. Unlike the
@@ -46,10 +84,11 @@ var noLabels = map[string]string{}
 // on a terminal, and jq needs them whole. The document is encoded whole
 // before any of it is written, so a value JSON cannot hold (a time RFC 3339
 // has no form for, a CPU figure that is not a number) prints nothing.
-func writeJSON(w io.Writer, inv *inventory.Inventory, rows []row, pretty bool) error {
+func writeJSON(w io.Writer, inv *inventory.Inventory, rows []row, ledger []inventory.GPUAccount, threshold uint64, pretty bool) error {
 	doc := jsonDocument{
 		SchemaVersion: inv.SchemaVersion,
 		Sources:       make(map[string]jsonSource, len(inv.Sources)),
+		GPUs:          newJSONGPUs(ledger, threshold),
 		Workloads:     []struct{}{},
 	}
 	if !inv.Scan.Time.IsZero() {

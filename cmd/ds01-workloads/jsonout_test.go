@@ -21,7 +21,9 @@ type referenceDocument struct {
 	SchemaVersion int                        `json:"schema_version"`
 	LastScan      *time.Time                 `json:"last_scan"`
 	Sources       map[string]referenceSource `json:"sources"`
-	Workloads     []inventory.Workload       `json:"workloads"`
+	// GPUs are the ledger's pages; their content is TestJSONGPUs's.
+	GPUs      []jsonGPU            `json:"gpus"`
+	Workloads []inventory.Workload `json:"workloads"`
 }
 
 // referenceSource is how a source fared at the last scan. Unlike the
@@ -40,6 +42,7 @@ func referenceJSON(inv *inventory.Inventory, rows []row, pretty bool) ([]byte, e
 	doc := referenceDocument{
 		SchemaVersion: inv.SchemaVersion,
 		Sources:       make(map[string]referenceSource, len(inv.Sources)),
+		GPUs:          newJSONGPUs(inv.GPULedger(inv.Workloads()), inventory.DefaultUnattributedThreshold),
 		Workloads:     make([]inventory.Workload, len(rows)),
 	}
 	if !inv.Scan.Time.IsZero() {
@@ -103,7 +106,7 @@ func checkSameJSON(t *testing.T, inv *inventory.Inventory, rows []row) (err erro
 	for _, pretty := range []bool{false, true} {
 		want, wantErr := referenceJSON(inv, rows, pretty)
 		var got bytes.Buffer
-		err = writeJSON(&got, inv, rows, pretty)
+		err = writeJSON(&got, inv, rows, inv.GPULedger(inv.Workloads()), inventory.DefaultUnattributedThreshold, pretty)
 		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
 			t.Fatalf("pretty=%v: error %v, want %v", pretty, err, wantErr)
 		}
@@ -306,7 +309,7 @@ func TestWriteJSONMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkWritesSameJSON(t, inv, newRows(inv, fixedNow))
+			checkWritesSameJSON(t, inv, newRows(inv.Workloads(), fixedNow))
 		})
 	}
 }

@@ -21,6 +21,7 @@ var fixedNow = time.Date(2026, 1, 30, 14, 30, 20, 0, time.UTC)
 const (
 	fixedInventory    = "testdata/inventory.json" // one workload of every kind
 	degradedInventory = "testdata/degraded.json"  // a stale scan, two sources down
+	ledgerInventory   = "testdata/ledger.json"    // minor numbers unlike indices, orphaned memory, MIG, a lost GPU
 	hostileInventory  = "testdata/hostile.json"   // escapes, newlines, bidi, invalid UTF-8, a huge name
 	truncatedFile     = "testdata/corrupt-truncated.json"
 	forgedFile        = "testdata/corrupt-forged.json"

@@ -21,8 +21,11 @@ type options struct {
 	filter filter
 	// Output: the table (optionally wide, grouped by user) unless json,
 	// quiet or format says otherwise.
-	wide, byUser, json, quiet bool
+	wide, byUser, byGPU, json, quiet bool
 	format                    *rowFormat
+	// threshold is the GPU memory held by no visible process above which
+	// a GPU is flagged.
+	threshold uint64
 	// The help tiers past --help, which the cli package handles.
 	info, concepts, guided bool
 }
@@ -31,7 +34,7 @@ func newApp(con console) *cli.App {
 	return &cli.App{
 		Name:                   "ds01-workloads",
 		Usage:                  "who is using which GPU on this machine, from what, since when",
-		UsageText:              "ds01-workloads [filters] [--wide] [--by-user] [--json | --format TEMPLATE | --quiet]",
+		UsageText:              "ds01-workloads [filters] [--wide] [--by-user | --by-gpu] [--json | --format TEMPLATE | --quiet]",
 		Version:                version,
 		Reader:                 con.stdin,
 		Writer:                 con.stdout,
@@ -76,9 +79,11 @@ func flags(getenv func(string) string) []cli.Flag {
 		&cli.BoolFlag{Name: "undeclared", Usage: "only containers that use a GPU they did not declare", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "wide", Aliases: []string{"w"}, Usage: "add the ID, IMAGE, CPU%, MEM, GPU MEM and USER SOURCE columns", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "by-user", Usage: "group the table under a heading per user", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "by-gpu", Usage: "group the table under a heading per GPU and MIG instance, with its memory; list the free ones", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON document, for jq and scripts", DisableDefaultText: true},
 		&cli.StringFlag{Name: "format", Usage: "print each workload with a Go `TEMPLATE`, as docker ps does: '{{.User}}\\t{{.GPUs}}'"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print IDs only: container IDs (12 characters) and PIDs", DisableDefaultText: true},
+		&cli.StringFlag{Name: "unattributed-threshold", Value: "1GiB", Usage: "flag a GPU when more than `SIZE` of its memory is held by no visible process (512MiB, 2GiB)"},
 		&cli.StringFlag{Name: "inventory", Value: path, DefaultText: defaultInventory + ", or $DS01_INVENTORY", Usage: "read the inventory at `PATH`"},
 		&cli.BoolFlag{Name: "info", Usage: "the full reference: flags, columns, types, filters, JSON fields", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "concepts", Usage: "how to read the output: types, GPU access, users, staleness", DisableDefaultText: true},
@@ -100,13 +105,18 @@ func parseOptions(c *cli.Context) (options, error) {
 		return opts, usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
 	}
 	opts.path = c.String("inventory")
-	opts.wide, opts.byUser = c.Bool("wide"), c.Bool("by-user")
+	opts.wide, opts.byUser, opts.byGPU = c.Bool("wide"), c.Bool("by-user"), c.Bool("by-gpu")
 	opts.json, opts.quiet = c.Bool("json"), c.Bool("quiet")
 	opts.info, opts.concepts, opts.guided = c.Bool("info"), c.Bool("concepts"), c.Bool("guided")
 	opts.filter = filter{
 		all: c.Bool("all"), user: c.String("user"), gpuOnly: c.Bool("gpu-only"),
 		idle: c.Bool("idle"), undeclared: c.Bool("undeclared"),
 	}
+	th, err := parseBytes(c.String("unattributed-threshold"))
+	if err != nil {
+		return opts, usageError{fmt.Errorf("--unattributed-threshold: %w", err)}
+	}
+	opts.threshold = th
 	for _, t := range c.StringSlice("type") {
 		if !slices.Contains(inventory.Types, t) {
 			return opts, usageError{fmt.Errorf("unknown type %q; valid types: %s", t, strings.Join(inventory.Types, ", "))}
@@ -129,8 +139,10 @@ func parseOptions(c *cli.Context) (options, error) {
 	switch {
 	case outputs > 1:
 		return opts, usageError{errors.New("--json, --format and --quiet each choose the output: give one")}
-	case outputs == 1 && (opts.wide || opts.byUser):
-		return opts, usageError{errors.New("--wide and --by-user shape the table: they do not combine with --json, --format or --quiet")}
+	case outputs == 1 && (opts.wide || opts.byUser || opts.byGPU):
+		return opts, usageError{errors.New("--wide, --by-user and --by-gpu shape the table: they do not combine with --json, --format or --quiet")}
+	case opts.byUser && opts.byGPU:
+		return opts, usageError{errors.New("--by-user and --by-gpu each group the table: give one")}
 	}
 	return opts, nil
 }

@@ -36,6 +36,17 @@ func TestGolden(t *testing.T) {
 		{name: "format-table-builtin", invocation: invocation{args: []string{"--format", "table", "--wide"}}},
 		{name: "quiet", invocation: invocation{args: []string{"-q"}}},
 		{name: "quiet-all", invocation: invocation{args: []string{"-aq"}}},
+		// The GPU ledger: a heading per GPU, memory nobody accounts for.
+		{name: "by-gpu", invocation: invocation{args: []string{"--by-gpu"}}},
+		{name: "ledger-by-gpu", invocation: invocation{args: []string{"--inventory", ledgerInventory, "--by-gpu"}}},
+		{name: "ledger-by-gpu-wide-all", invocation: invocation{args: []string{"--inventory", ledgerInventory, "--by-gpu", "--wide", "--all"}}},
+		{name: "ledger-by-gpu-filtered", invocation: invocation{args: []string{"--inventory", ledgerInventory, "--by-gpu", "--gpu", "3", "--user", "bob"}}},
+		{name: "ledger-by-gpu-threshold", invocation: invocation{args: []string{"--inventory", ledgerInventory, "--by-gpu", "--unattributed-threshold", "32GiB"}}},
+		{name: "ledger-default", invocation: invocation{args: []string{"--inventory", ledgerInventory}}},
+		{name: "ledger-undeclared", invocation: invocation{args: []string{"--inventory", ledgerInventory, "--undeclared"}}},
+		{name: "ledger-json", invocation: invocation{args: []string{"--inventory", ledgerInventory, "--json"}, terminal: true, width: 100}},
+		{name: "usage-by-user-by-gpu", invocation: invocation{args: []string{"--by-user", "--by-gpu"}}, wantCode: exitUsage},
+		{name: "usage-threshold", invocation: invocation{args: []string{"--unattributed-threshold", "lots"}}, wantCode: exitUsage},
 		// Filters, alone and together.
 		{name: "filter-user", invocation: invocation{args: []string{"--user", "alice"}}},
 		{name: "filter-user-unknown", invocation: invocation{args: []string{"-u", "unknown"}}},
@@ -279,6 +290,7 @@ func TestJSONContract(t *testing.T) {
 	r := invocation{args: []string{"--inventory", fixedInventory, "--json", "--all"}}.run(t)
 	var out struct {
 		Sources   map[string]json.RawMessage `json:"sources"`
+		GPUs      []json.RawMessage          `json:"gpus"`
 		Workloads []json.RawMessage          `json:"workloads"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
@@ -293,6 +305,12 @@ func TestJSONContract(t *testing.T) {
 	check("top-level", []byte(r.stdout), jsonTopFields)
 	for name, raw := range out.Sources {
 		check("source "+name, raw, jsonSourceFields)
+	}
+	for _, raw := range out.GPUs {
+		check("gpu", raw, jsonGPUFields)
+	}
+	if len(out.GPUs) == 0 {
+		t.Error("the fixed inventory's GPUs are not in the document")
 	}
 	for _, raw := range out.Workloads {
 		check("workload", raw, jsonWorkloadFields)
@@ -361,7 +379,7 @@ func TestDocsCoverEverything(t *testing.T) {
 		t.Fatal(`README.md has no "## ds01-workloads output" section`)
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
-	for _, docs := range [][]doc{jsonTopFields, jsonSourceFields, jsonWorkloadFields} {
+	for _, docs := range [][]doc{jsonTopFields, jsonSourceFields, jsonGPUFields, jsonWorkloadFields} {
 		for _, d := range docs {
 			if !strings.Contains(section, "`"+d.name+"`") {
 				t.Errorf("the README section does not document the JSON field %q", d.name)
@@ -382,7 +400,7 @@ func TestColumnsAreRowMethods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range newRows(inv, fixedNow) {
+	for _, r := range newRows(inv.Workloads(), fixedNow) {
 		v := reflect.ValueOf(r)
 		for _, c := range allColumns {
 			m := v.MethodByName(c.field)

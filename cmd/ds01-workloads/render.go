@@ -61,10 +61,11 @@ func loadInventory(path string) (*inventory.Inventory, error) {
 // for.
 func render(w *bufio.Writer, inv *inventory.Inventory, opts options, st style, now time.Time) error {
 	gpus := inventory.NewGPUIndex(inv.GPUs)
-	rows, hidden := opts.filter.apply(newRows(inv, now), gpus)
+	workloads := inv.Workloads()
+	rows, hidden := opts.filter.apply(newRows(workloads, now), gpus)
 	switch {
 	case opts.json:
-		return writeJSON(w, inv, rows, st.pretty)
+		return writeJSON(w, inv, rows, opts.filter.devices(inv.GPULedger(workloads), gpus), opts.threshold, st.pretty)
 	case opts.quiet:
 		for _, r := range rows {
 			w.WriteString(r.ID())
@@ -78,14 +79,32 @@ func render(w *bufio.Writer, inv *inventory.Inventory, opts options, st style, n
 	if opts.wide {
 		cols = wideColumns
 	}
+	ledger := opts.filter.devices(inv.GPULedger(workloads), gpus)
 	groups := []group{{rows: rows}}
-	if opts.byUser {
+	var free []string
+	switch {
+	case opts.byUser:
 		// The heading names the user: the column would only repeat it.
 		cols = slices.DeleteFunc(slices.Clone(cols), func(c column) bool { return c.field == userColumn.field })
 		groups = byUser(rows)
+	case opts.byGPU:
+		groups, free = byGPU(rows, ledger, opts.threshold)
+		if opts.filter.selectsWorkloads() {
+			free = nil // a free GPU has none of the workloads asked for
+		}
 	}
 	writeTable(w, groups, cols, st)
+	if len(free) > 0 {
+		if len(groups) > 0 {
+			w.WriteByte('\n')
+		}
+		for _, f := range free {
+			w.WriteString(f)
+			w.WriteByte('\n')
+		}
+	}
 	writeFooter(w, inv, rows, hidden, now)
+	writeUnattributed(w, ledger, opts.threshold)
 	return nil
 }
 

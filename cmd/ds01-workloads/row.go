@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,10 +20,9 @@ type row struct {
 	now time.Time
 }
 
-// newRows makes the rows of an inventory, newest first as docker ps lists
-// them; a workload whose start is unknown comes last.
-func newRows(inv *inventory.Inventory, now time.Time) []row {
-	ws := inv.Workloads()
+// newRows makes the rows of an inventory's workloads, newest first as
+// docker ps lists them; a workload whose start is unknown comes last.
+func newRows(ws []inventory.Workload, now time.Time) []row {
 	rows := make([]row, len(ws))
 	for i := range ws {
 		rows[i] = row{w: &ws[i], now: now}
@@ -275,6 +276,9 @@ func age(d time.Duration) string {
 	return strconv.Itoa(int(d/(24*time.Hour))) + "d"
 }
 
+// byteUnits are the binary units sizes are written in, from KiB up.
+var byteUnits = []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+
 // bytesText renders a size in binary units with one decimal: 512B, 1.5GiB.
 func bytesText(b *uint64) string {
 	if b == nil {
@@ -285,10 +289,26 @@ func bytesText(b *uint64) string {
 	}
 	v := float64(*b) / 1024
 	unit := 0
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
-	for v >= 1024 && unit < len(units)-1 {
+	for v >= 1024 && unit < len(byteUnits)-1 {
 		v /= 1024
 		unit++
 	}
-	return strconv.FormatFloat(v, 'f', 1, 64) + units[unit]
+	return strconv.FormatFloat(v, 'f', 1, 64) + byteUnits[unit]
+}
+
+// parseBytes reads a size as bytesText writes it: a number and a binary
+// unit (512MiB, 1.5GiB), or a plain number of bytes (with or without B).
+func parseBytes(s string) (uint64, error) {
+	num, scale := strings.TrimSuffix(s, "B"), 1.0
+	for i, u := range byteUnits {
+		if n, ok := strings.CutSuffix(s, u); ok {
+			num, scale = n, math.Pow(1024, float64(i+1))
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || !(v >= 0) || math.IsInf(v, 0) || v*scale >= math.MaxUint64 {
+		return 0, fmt.Errorf("%q is not a size: want bytes or a binary unit, such as 512MiB or 2GiB", s)
+	}
+	return uint64(v * scale), nil
 }

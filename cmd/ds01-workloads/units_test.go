@@ -180,3 +180,24 @@ func TestPersistence(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"0": 0, "512": 512, "512B": 512, "1KiB": 1024, "512MiB": 512 << 20, "1.5GiB": 3 << 29, "2TiB": 2 << 40,
+	} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1GiB", "1GB", "1 GiB", "NaN", "1e30PiB", "abc"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) accepted", in)
+		}
+	}
+	// What bytesText writes reads back (to its one decimal).
+	for _, b := range []uint64{0, 1023, 1 << 20, 21 << 30} {
+		if got, err := parseBytes(bytesText(&b)); err != nil || got != b {
+			t.Errorf("parseBytes(bytesText(%d)) = %d, %v", b, got, err)
+		}
+	}
+}

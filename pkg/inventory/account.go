@@ -24,7 +24,7 @@ type GPUAccount struct {
 	// visible process. nil where either is unknown.
 	UnattributedBytes *uint64
 	// DeclaredBy and UsedBy are the IDs of the workloads (Workload.ID) up
-	// and declaring the device, and with a process on it. A workload on a
+	// and declaring the device, and with a process on it; never nil. A workload on a
 	// MIG instance is on its GPU too; one with "all" declares every device.
 	DeclaredBy, UsedBy []string
 }
@@ -53,7 +53,7 @@ func (inv *Inventory) GPULedger(workloads []Workload) []GPUAccount {
 	out := make([]GPUAccount, len(inv.GPUs))
 	for i := range inv.GPUs {
 		d := &inv.GPUs[i]
-		a := GPUAccount{Device: d}
+		a := GPUAccount{Device: d, DeclaredBy: []string{}, UsedBy: []string{}}
 		held := mem[d.ID]
 		for _, g := range inv.GPUs {
 			if g.Parent == d.ID {
