@@ -22,7 +22,7 @@ type options struct {
 	// Output: the table (optionally wide, grouped by user) unless json,
 	// quiet or format says otherwise.
 	wide, byUser, byGPU, json, quiet bool
-	format                    *rowFormat
+	format                           *rowFormat
 	// threshold is the GPU memory held by no visible process above which
 	// a GPU is flagged.
 	threshold uint64
