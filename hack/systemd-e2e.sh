@@ -254,7 +254,8 @@ jq -e '.sources.docker.ok == false and (.sources.docker.error | length > 0)' <<<
 	fail "inventory does not say docker is unavailable with a reason: $(jq -c .sources <<<"$inv")"
 echo "   docker: down, \"$(jq -r .sources.docker.error <<<"$inv" | cut -c1-90)...\""
 jq -e '.sources.procfs.ok == true' <<<"$inv" >/dev/null || fail "procfs source down: $(jq -c .sources.procfs <<<"$inv")"
-jq -e '[.host_processes[] | select(.user == "alice" and .type == "host-process" and .gpus == ["0"])] | length == 1' <<<"$inv" >/dev/null ||
+# No NVML here, so no GPU list says which GPU minor 0 is: the node stands.
+jq -e '[.host_processes[] | select(.user == "alice" and .type == "host-process" and .gpus == ["/dev/nvidia0"])] | length == 1' <<<"$inv" >/dev/null ||
 	fail "alice's process holding /dev/nvidia0 is not in the inventory: $(jq -c .host_processes <<<"$inv")"
 echo "   alice's process on /dev/nvidia0 seen through /proc/PID/fd: $(jq -c '.host_processes[0] | {pid, user, user_source, gpus, kinds}' <<<"$inv")"
 perm() { in_ct stat -c '%a %U:%G' "$1"; }

@@ -28,6 +28,8 @@ import (
 //	  "init_error": "DRIVER_NOT_LOADED",
 //	  "persistence_mode": true,      // default true
 //	  "lost": [3],                   // GPUs answering GPU_IS_LOST
+//	  "minor_numbers": [1, 0, 2],    // /dev/nvidiaN of each GPU; default its index
+//	  "unlisted_memory_bytes": {"1": 21474836480}, // used, held by no listed process
 //	  "mig": {"1": [{"gi": 1, "ci": 0}, {"gi": 2}]},
 //	  "processes": [
 //	    {"gpu": 0, "pid": 1234, "memory_bytes": 4294967296, "kind": "compute", "sm_util": 40},
@@ -46,6 +48,8 @@ type mockNVMLFile struct {
 	InitError       string                        `json:"init_error"`
 	PersistenceMode *bool                         `json:"persistence_mode"`
 	Lost            []int                         `json:"lost"`
+	MinorNumbers    []int                         `json:"minor_numbers"`
+	Unlisted        map[string]uint64             `json:"unlisted_memory_bytes"`
 	MIG             map[string][]mockNVMLInstance `json:"mig"`
 	Processes       []mockNVMLProcess             `json:"processes"`
 }
@@ -209,6 +213,23 @@ func (f *mockNVMLFile) build() (*server.Server, error) {
 			d.util = append(d.util, p)
 		}
 	}
+	for key, bytes := range f.Unlisted {
+		d, ok := data[key]
+		if !ok {
+			return nil, fmt.Errorf("unlisted_memory_bytes: no device %q", key)
+		}
+		d.used += bytes
+	}
+	if f.MinorNumbers != nil && len(f.MinorNumbers) != count {
+		return nil, fmt.Errorf("minor_numbers: %d given for %d GPUs", len(f.MinorNumbers), count)
+	}
+	minors := map[int]bool{}
+	for _, m := range f.MinorNumbers {
+		if m < 0 || minors[m] {
+			return nil, fmt.Errorf("minor_numbers: %d is negative or given twice", m)
+		}
+		minors[m] = true
+	}
 	lost := map[int]bool{}
 	for _, i := range f.Lost {
 		if i < 0 || i >= count {
@@ -222,6 +243,9 @@ func (f *mockNVMLFile) build() (*server.Server, error) {
 	for i, dev := range s.Devices {
 		d := dev.(*server.Device)
 		d.UUID = fmt.Sprintf("GPU-d5010000-0000-4000-8000-%012d", i)
+		if f.MinorNumbers != nil {
+			d.Minor = f.MinorNumbers[i]
+		}
 		d.GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return persistence, nvml.SUCCESS }
 		own := data[strconv.Itoa(i)]
 		instances := f.MIG[strconv.Itoa(i)]

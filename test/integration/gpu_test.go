@@ -28,6 +28,12 @@ type mockProcess struct {
 type mockNVML struct {
 	Processes []mockProcess `json:"processes"`
 	InitError string        `json:"init_error,omitempty"`
+	// GPUs is how many GPUs the driver lists (8 when nil); MinorNumbers
+	// their /dev/nvidiaN, by index; Unlisted memory used on a GPU that no
+	// process listed holds, by GPU.
+	GPUs         *int              `json:"gpus,omitempty"`
+	MinorNumbers []int             `json:"minor_numbers,omitempty"`
+	Unlisted     map[string]uint64 `json:"unlisted_memory_bytes,omitempty"`
 }
 
 // newGPUScanner is the ds01-scan built with -tags nvmlmock, whose NVML is

@@ -21,18 +21,19 @@ const (
 	removed       = inventory.EventContainerRemoved
 )
 
-// gpuNode makes /dev/nvidia0 (a real character device with NVIDIA's major
-// number) when the machine has no GPU, so --device and bind-mount containers
-// can be created and run.
-func gpuNode(t *testing.T) {
+// gpuNode makes /dev/nvidia<minor> (a real character device with NVIDIA's
+// major number) when the machine has no such node, so --device and
+// bind-mount containers can be created and run.
+func gpuNode(t *testing.T, minor int) {
 	t.Helper()
-	if _, err := os.Stat("/dev/nvidia0"); err == nil {
+	node := inventory.DeviceNode(minor)
+	if _, err := os.Stat(node); err == nil {
 		return
 	}
-	if err := syscall.Mknod("/dev/nvidia0", syscall.S_IFCHR|0o666, 195<<8); err != nil {
-		t.Fatalf("mknod /dev/nvidia0: %v", err)
+	if err := syscall.Mknod(node, syscall.S_IFCHR|0o666, 195<<8|minor); err != nil {
+		t.Fatalf("mknod %s: %v", node, err)
 	}
-	t.Cleanup(func() { os.Remove("/dev/nvidia0") })
+	t.Cleanup(func() { os.Remove(node) })
 }
 
 type wantContainer struct {
@@ -49,7 +50,7 @@ type wantContainer struct {
 // declared-GPU channel — running, created and exited — scans twice, and
 // checks each container's type, user, user_source, GPU access and events.
 func TestScanOriginsAndGPUChannels(t *testing.T) {
-	gpuNode(t)
+	gpuNode(t, 0)
 	alice := newUser(t, "ds01it-alice")
 	bob := newUser(t, "ds01it-bob")
 	img := env.image
@@ -83,10 +84,10 @@ func TestScanOriginsAndGPUChannels(t *testing.T) {
 			declared: true, channels: []string{"device_request"}, devices: []string{"1", "2"}})
 	add(container(t, "run", "-d", "--device", "/dev/nvidia0", img, "sleep", "600"),
 		wantContainer{typ: "raw-docker", status: "running", user: "root", userSource: "container_process_uid",
-			declared: true, channels: []string{"device"}, devices: []string{"0"}})
+			declared: true, channels: []string{"device"}, devices: []string{"/dev/nvidia0"}})
 	add(container(t, "run", "-d", "-v", "/dev/nvidia0:/dev/nvidia0", img, "sleep", "600"),
 		wantContainer{typ: "raw-docker", status: "running", user: "root", userSource: "container_process_uid",
-			declared: true, channels: []string{"bind_mount"}, devices: []string{"0"}})
+			declared: true, channels: []string{"bind_mount"}, devices: []string{"/dev/nvidia0"}})
 	add(container(t, "run", "-d", "--runtime=nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=3", img, "sleep", "600"),
 		wantContainer{typ: "raw-docker", status: "running", user: "root", userSource: "container_process_uid",
 			declared: true, channels: []string{"runtime"}, devices: []string{"3"}})
