@@ -54,8 +54,7 @@ lint:
 SOAK_DURATION ?= 5m
 SOAK_CONTAINERS ?= 200
 KILL_COUNT ?= 500
-soak: build
-	CGO_ENABLED=1 $(GO) build -tags nvmlmock -o bin/ds01-scan-nvmlmock ./cmd/ds01-scan
+soak: build bin/ds01-scan-nvmlmock
 	@rm -f .run/soak-report.txt; mkdir -p .run
 	d=$$(mktemp -d /tmp/ds01-soak.XXXXXX); \
 	DS01_TEST_BIN=$(CURDIR)/bin DS01_TEST_ENGINE_DIR=$$d/engine DS01_SOAK_DURATION=$(SOAK_DURATION) \
@@ -92,9 +91,14 @@ run: build
 	./bin/ds01-workloads --inventory $(RUN_DIR)/workload-inventory.json --all
 
 # A private engine with one container of every origin and GPU channel, two
-# scans, and the result.
-demo: build
+# scans, and the result; then the GPU ledger over go-nvml's mock driver.
+demo: build bin/ds01-scan-nvmlmock
 	bash hack/demo.sh
+
+# ds01-scan whose NVML is go-nvml's mock server, reporting what the file in
+# $$DS01_NVML_MOCK says: for the integration suite and the demo only.
+bin/ds01-scan-nvmlmock: FORCE
+	CGO_ENABLED=1 $(GO) build -tags nvmlmock -o $@ ./cmd/ds01-scan
 
 clean:
 	-bash hack/engine.sh stop $(ENGINE_DIR) 2>/dev/null

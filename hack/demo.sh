@@ -68,3 +68,22 @@ say "Stopping raw-train, scanning again"
 docker stop -t 0 raw-train >/dev/null
 scan
 tail -n 1 "$out/events.jsonl"
+
+say "The GPU ledger, over a stand-in NVML driver (go-nvml's mock server)"
+# Two GPUs whose minor numbers are swapped (GPU 0 is /dev/nvidia1), raw-train's
+# sibling gpu-device on GPU 1 (it declared /dev/nvidia0, which is GPU 1), and
+# gpu-runtime (declared GPUs 1,2) also on GPU 0; GPU 1 holds 20 GiB that no
+# process listed holds.
+pid() { docker inspect -f '{{.State.Pid}}' "$1"; }
+cat >"$out/nvml.json" <<JSON
+{"gpus": 2, "minor_numbers": [1, 0], "unlisted_memory_bytes": {"1": 21474836480},
+ "processes": [
+  {"gpu": 1, "pid": $(pid gpu-device), "memory_bytes": 4294967296},
+  {"gpu": 0, "pid": $(pid gpu-runtime), "memory_bytes": 2147483648},
+  {"gpu": 1, "pid": $(pid gpu-runtime), "memory_bytes": 1073741824}]}
+JSON
+DS01_NVML_MOCK=$out/nvml.json ./bin/ds01-scan-nvmlmock --state-dir "$out" --events-file "$out/events.jsonl"
+say "ds01-workloads --by-gpu"
+./bin/ds01-workloads --inventory "$out/workload-inventory.json" --by-gpu
+say "The event the ledger wrote"
+grep -F '"changed":"gpu_access"' "$out/events.jsonl" | tail -n 1
