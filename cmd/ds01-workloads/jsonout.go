@@ -39,6 +39,7 @@ type jsonGPU struct {
 	// Memory, in bytes; null where unknown.
 	MemoryTotal        *uint64 `json:"memory_total_bytes"`
 	MemoryUsed         *uint64 `json:"memory_used_bytes"`
+	MemoryReserved     *uint64 `json:"memory_reserved_bytes"`
 	MemoryAttributed   *uint64 `json:"memory_attributed_bytes"`
 	MemoryUnattributed *uint64 `json:"memory_unattributed_bytes"`
 	// UnattributedFlagged is true above the threshold.
@@ -56,7 +57,7 @@ func newJSONGPUs(ledger []inventory.GPUAccount, threshold uint64) []jsonGPU {
 		d := a.Device
 		out = append(out, jsonGPU{
 			ID: d.ID, UUID: d.UUID, Name: d.Name, Parent: stringOrNil(d.Parent), MinorNumber: d.MinorNumber, Lost: d.Lost,
-			MemoryTotal: d.MemoryTotalBytes, MemoryUsed: d.MemoryUsedBytes,
+			MemoryTotal: d.MemoryTotalBytes, MemoryUsed: d.MemoryUsedBytes, MemoryReserved: d.MemoryReservedBytes,
 			MemoryAttributed: a.AttributedBytes, MemoryUnattributed: a.UnattributedBytes,
 			UnattributedFlagged: a.Flagged(threshold), PersistenceMode: d.PersistenceMode,
 			DeclaredBy: a.DeclaredBy, UsedBy: a.UsedBy,

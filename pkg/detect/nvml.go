@@ -78,7 +78,14 @@ type NVML struct {
 	lib nvml.Interface
 	log *slog.Logger
 	now func() time.Time
+	// memoryV2 is true while the library has nvmlDeviceGetMemoryInfo_v2,
+	// which tells the driver's reserved memory apart (driver R510 on).
+	memoryV2 bool
 }
+
+// symbolMemoryV2 is looked up before it is called: go-nvml binds lazily,
+// and calling a symbol an older library lacks would end the process.
+const symbolMemoryV2 = "nvmlDeviceGetMemoryInfo_v2"
 
 // NewNVML returns the NVML source reading through lib (nvml.New() in
 // production, a go-nvml mock server in tests).
@@ -120,6 +127,8 @@ func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLReading, err error
 			n.log.Warn("NVML shutdown failed", "err", ret)
 		}
 	}()
+
+	n.memoryV2 = n.lib.Extensions().LookupSymbol(symbolMemoryV2) == nil
 
 	count, ret := n.lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
@@ -294,24 +303,49 @@ func (n *NVML) readIdentity(r *nvmlDeviceRead, h nvml.Device) bool {
 	} else {
 		r.dev.Name = name
 	}
+	return n.readMemory(r, h)
+}
+
+// readMemory reads the device's memory into r: through the v2 call where
+// the driver has it, which says what the driver reserves for itself, else
+// through the first. It returns false when the device is lost.
+func (n *NVML) readMemory(r *nvmlDeviceRead, h nvml.Device) bool {
+	if n.memoryV2 {
+		mem, ret := h.GetMemoryInfo_v2()
+		switch ret {
+		case nvml.SUCCESS:
+			r.setMemory(mem.Total, mem.Used)
+			if mem.Reserved != nvmlValueNotAvailable && (mem.Total == nvmlValueNotAvailable || mem.Reserved <= mem.Total) {
+				reserved := mem.Reserved
+				r.dev.MemoryReservedBytes = &reserved
+			}
+			return true
+		case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_FUNCTION_NOT_FOUND, nvml.ERROR_ARGUMENT_VERSION_MISMATCH:
+			// This device or driver does not do v2: the first call serves.
+		default:
+			return !r.fail("read memory", ret)
+		}
+	}
 	mem, ret := h.GetMemoryInfo()
 	switch {
 	case ret == nvml.ERROR_NOT_SUPPORTED:
 	case ret != nvml.SUCCESS:
-		if r.fail("read memory", ret) {
-			return false
-		}
+		return !r.fail("read memory", ret)
 	default:
-		if mem.Total != nvmlValueNotAvailable {
-			total := mem.Total
-			r.dev.MemoryTotalBytes = &total
-		}
-		if mem.Used != nvmlValueNotAvailable && (mem.Total == nvmlValueNotAvailable || mem.Used <= mem.Total) {
-			used := mem.Used
-			r.dev.MemoryUsedBytes = &used
-		}
+		r.setMemory(mem.Total, mem.Used)
 	}
 	return true
+}
+
+// setMemory records total and used memory, each unless NVML said "not
+// available" or used exceeds total (garbage).
+func (r *nvmlDeviceRead) setMemory(total, used uint64) {
+	if total != nvmlValueNotAvailable {
+		r.dev.MemoryTotalBytes = &total
+	}
+	if used != nvmlValueNotAvailable && (total == nvmlValueNotAvailable || used <= total) {
+		r.dev.MemoryUsedBytes = &used
+	}
 }
 
 // readMIGDevices reads the MIG instances of the MIG-enabled GPU parent. A

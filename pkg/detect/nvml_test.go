@@ -34,12 +34,22 @@ func newMockServer(t *testing.T) *server.Server {
 }
 
 func prepareMockDevice(d *server.Device) {
+	d.GetMemoryInfo_v2Func = memoryV2Of(d)
 	d.GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return nvml.FEATURE_ENABLED, nvml.SUCCESS }
 	d.GetComputeRunningProcessesFunc = mockProcs(nil)
 	d.GetGraphicsRunningProcessesFunc = mockProcs(nil)
 	d.GetMPSComputeRunningProcessesFunc = mockProcs(nil)
 	d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
 		return nil, nvml.ERROR_NOT_FOUND
+	}
+}
+
+// memoryV2Of answers the v2 memory call as d answers the first, with
+// nothing reserved: a test that breaks the first breaks both.
+func memoryV2Of(d *server.Device) func() (nvml.Memory_v2, nvml.Return) {
+	return func() (nvml.Memory_v2, nvml.Return) {
+		m, ret := d.GetMemoryInfo()
+		return nvml.Memory_v2{Total: m.Total, Used: m.Used, Free: m.Free}, ret
 	}
 }
 
@@ -101,7 +111,7 @@ func TestObserveDevices(t *testing.T) {
 				minor := d.Minor
 				want := inventory.GPUDevice{
 					ID: "5", Index: 5, UUID: d.UUID, Name: "Mock NVIDIA A100-SXM4-40GB", MinorNumber: &minor,
-					MemoryTotalBytes: nvmlU64(40 * nvmlGiB), MemoryUsedBytes: nvmlU64(0), PersistenceMode: &on,
+					MemoryTotalBytes: nvmlU64(40 * nvmlGiB), MemoryUsedBytes: nvmlU64(0), MemoryReservedBytes: nvmlU64(0), PersistenceMode: &on,
 				}
 				if got := findNVMLGPU(t, obs, "5"); !reflect.DeepEqual(got, want) {
 					t.Errorf("GPU 5:\n got %+v\nwant %+v", got, want)
@@ -415,7 +425,7 @@ func TestObserveMIG(t *testing.T) {
 				want := inventory.GPUDevice{
 					ID: "1:0", Index: 1, UUID: migs[0].UUID, Name: "NVIDIA A100-SXM4-40GB MIG 1g.5gb", Parent: "1",
 					GPUInstanceID: &gi, ComputeInstanceID: &ci,
-					MemoryTotalBytes: nvmlU64(5 * nvmlGiB), MemoryUsedBytes: nvmlU64(nvmlGiB), UnknownProcesses: 1,
+					MemoryTotalBytes: nvmlU64(5 * nvmlGiB), MemoryUsedBytes: nvmlU64(nvmlGiB), MemoryReservedBytes: nvmlU64(0), UnknownProcesses: 1,
 				}
 				if got := findNVMLGPU(t, obs, "1:0"); !reflect.DeepEqual(got, want) {
 					t.Errorf("MIG 1:0:\n got %+v\nwant %+v", got, want)
@@ -910,5 +920,36 @@ func TestObserveLogs(t *testing.T) {
 	}
 	if !device || !shutdown {
 		t.Errorf("logs lack the lost GPU (%v) or the failed shutdown (%v):\n%s", device, shutdown, buf.String())
+	}
+}
+
+// TestObserveMemoryV2: where the library has the v2 memory call its
+// figures are used, reserved memory included; where it lacks the symbol the
+// call is never made (go-nvml binds lazily: calling it would end the
+// process) and the first call's figures serve.
+func TestObserveMemoryV2(t *testing.T) {
+	s := newMockServer(t)
+	d := mockDevice(s, 0)
+	d.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
+		return nvml.Memory_v2{Total: 40 * nvmlGiB, Reserved: nvmlGiB / 2, Used: 5 * nvmlGiB, Free: 35 * nvmlGiB}, nvml.SUCCESS
+	}
+	mockDevice(s, 1).GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) { return nvml.Memory_v2{}, nvml.ERROR_NOT_SUPPORTED }
+	obs := observeMock(t, s, nil)
+	g0, g1 := obs.GPUs[0], obs.GPUs[1]
+	if g0.MemoryUsedBytes == nil || *g0.MemoryUsedBytes != 5*nvmlGiB || g0.MemoryReservedBytes == nil || *g0.MemoryReservedBytes != nvmlGiB/2 {
+		t.Errorf("v2: used %v reserved %v, want 5 GiB and 512 MiB", g0.MemoryUsedBytes, g0.MemoryReservedBytes)
+	}
+	if g1.MemoryUsedBytes == nil || g1.MemoryReservedBytes != nil || g1.Error != "" {
+		t.Errorf("v2 not supported on the device: used %v reserved %v error %q, want the first call's figures", g1.MemoryUsedBytes, g1.MemoryReservedBytes, g1.Error)
+	}
+
+	old := newMockServer(t)
+	old.LookupSymbolFunc = func(string) error { return errors.New("undefined symbol: nvmlDeviceGetMemoryInfo_v2") }
+	for i := range old.Devices {
+		mockDevice(old, i).GetMemoryInfo_v2Func = nil // the mock panics if it is called
+	}
+	obs = observeMock(t, old, nil)
+	if g := obs.GPUs[0]; g.Error != "" || g.MemoryUsedBytes == nil || g.MemoryReservedBytes != nil {
+		t.Errorf("library without v2: %+v, want the first call's figures and no error", g)
 	}
 }

@@ -247,6 +247,7 @@ func (f *mockNVMLFile) build() (*server.Server, error) {
 			d.Minor = f.MinorNumbers[i]
 		}
 		d.GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return persistence, nvml.SUCCESS }
+		setMockMemoryV2(d)
 		own := data[strconv.Itoa(i)]
 		instances := f.MIG[strconv.Itoa(i)]
 		if instances == nil {
@@ -322,6 +323,7 @@ func setMockMIG(parent *server.Device, index int, config gpus.Config, instances 
 		m.GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
 		m.GetMigModeFunc = func() (int, int, nvml.Return) { return 0, 0, nvml.ERROR_NOT_SUPPORTED }
 		setMockProcesses(m, own)
+		setMockMemoryV2(m)
 		m.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
 			return nil, nvml.ERROR_NOT_SUPPORTED
 		}
@@ -341,6 +343,20 @@ func setMockMIG(parent *server.Device, index int, config gpus.Config, instances 
 			return nil, nvml.ERROR_NOT_FOUND
 		}
 		return handles[slot], nvml.SUCCESS
+	}
+}
+
+// mockReservedBytes is what the mock driver reserves on each device: in
+// its v2 memory figures, used includes it, as NVML's header says.
+const mockReservedBytes = 512 << 20
+
+// setMockMemoryV2 answers the v2 memory call from d's first one (lost when
+// it is lost), with mockReservedBytes reserved and counted in used.
+func setMockMemoryV2(d *server.Device) {
+	d.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
+		m, ret := d.GetMemoryInfo()
+		reserved := min(uint64(mockReservedBytes), m.Total-m.Used)
+		return nvml.Memory_v2{Total: m.Total, Reserved: reserved, Used: m.Used + reserved, Free: m.Total - m.Used - reserved}, ret
 	}
 }
 

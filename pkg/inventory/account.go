@@ -20,8 +20,9 @@ type GPUAccount struct {
 	// answer on the last scan. A process seen only holding the device
 	// node holds no memory NVML knows of.
 	AttributedBytes *uint64
-	// UnattributedBytes is used memory minus attributed: memory held by no
-	// visible process. nil where either is unknown.
+	// UnattributedBytes is used memory, less what the driver reserves,
+	// minus attributed: memory held by no visible process. nil where
+	// either is unknown.
 	UnattributedBytes *uint64
 	// DeclaredBy and UsedBy are the IDs of the workloads (Workload.ID) up
 	// and declaring the device, and with a process on it; never nil. A workload on a
@@ -63,7 +64,13 @@ func (inv *Inventory) GPULedger(workloads []Workload) []GPUAccount {
 		if nvmlOK && !held.unknown {
 			a.AttributedBytes = &held.bytes
 			if d.MemoryUsedBytes != nil {
-				u := *d.MemoryUsedBytes - min(held.bytes, *d.MemoryUsedBytes)
+				// What the driver reserves counts in used but is no
+				// process's: it comes off first.
+				used := *d.MemoryUsedBytes
+				if d.MemoryReservedBytes != nil {
+					used -= min(*d.MemoryReservedBytes, used)
+				}
+				u := used - min(held.bytes, used)
 				a.UnattributedBytes = &u
 			}
 		}

@@ -177,7 +177,7 @@ func (d *decoder) sourceStatus(s *SourceStatus) {
 }
 
 var gpuDeviceKeys = newKeySet("id", "index", "uuid", "name", "minor_number", "parent", "gpu_instance_id",
-	"compute_instance_id", "mig_enabled", "memory_total_bytes", "memory_used_bytes", "persistence_mode",
+	"compute_instance_id", "mig_enabled", "memory_total_bytes", "memory_used_bytes", "memory_reserved_bytes", "persistence_mode",
 	"lost", "error", "unknown_processes", "last_sample_timestamp")
 
 func (d *decoder) gpuDevice(g *GPUDevice) {
@@ -205,6 +205,8 @@ func (d *decoder) gpuDevice(g *GPUDevice) {
 			decodePtr(d, &g.MemoryTotalBytes, (*decoder).uint64)
 		case "memory_used_bytes":
 			decodePtr(d, &g.MemoryUsedBytes, (*decoder).uint64)
+		case "memory_reserved_bytes":
+			decodePtr(d, &g.MemoryReservedBytes, (*decoder).uint64)
 		case "persistence_mode":
 			decodePtr(d, &g.PersistenceMode, (*decoder).bool)
 		case "lost":

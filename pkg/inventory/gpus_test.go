@@ -71,8 +71,9 @@ func TestGPULedgerMemory(t *testing.T) {
 		{ID: "2:1", UUID: "MIG-ddd", Parent: "2", MemoryUsedBytes: ptr(3 * gib)},        // 1 listed, 2 orphaned
 		{ID: "2:2", UUID: "MIG-eee", Parent: "2", MemoryUsedBytes: ptr(uint64(0))},      // free
 		{ID: "3", UUID: "GPU-fff", MemoryUsedBytes: ptr(4 * gib)},                       // a process without a figure
-		{ID: "4", UUID: "GPU-ggg"},                                // used unknown
-		{ID: "5", UUID: "GPU-hhh", MemoryUsedBytes: ptr(gib / 2)}, // less used than listed
+		{ID: "4", UUID: "GPU-ggg"},                                                               // used unknown
+		{ID: "5", UUID: "GPU-hhh", MemoryUsedBytes: ptr(gib / 2)},                                // less used than listed
+		{ID: "6", UUID: "GPU-iii", MemoryUsedBytes: ptr(5 * gib), MemoryReservedBytes: ptr(gib)}, // 1 reserved, 1 listed
 	}
 	onGPU := func(n int, ps ...GPUProcess) Container {
 		c := container(n, "running", TypeRawDocker)
@@ -93,6 +94,7 @@ func TestGPULedgerMemory(t *testing.T) {
 			onGPU(1, GPUProcess{PID: 10, GPU: "1", MemoryBytes: ptr(4 * gib)}),
 			onGPU(2, GPUProcess{PID: 11, GPU: "3", Kind: KindCompute}),
 			onGPU(3, GPUProcess{PID: 12, GPU: "5", MemoryBytes: ptr(gib)}),
+			onGPU(4, GPUProcess{PID: 13, GPU: "6", MemoryBytes: ptr(gib)}),
 		},
 		HostProcesses:    []HostProcess{multi, holder},
 		PendingProcesses: []HostProcess{pending},
@@ -100,7 +102,7 @@ func TestGPULedgerMemory(t *testing.T) {
 	type figures struct{ attributed, unattributed any }
 	want := map[string]figures{
 		"0": {gib, 20 * gib}, "1": {6 * gib, uint64(0)}, "2": {gib, 2 * gib}, "2:1": {gib, 2 * gib},
-		"2:2": {uint64(0), uint64(0)}, "3": {nil, nil}, "4": {uint64(0), nil}, "5": {gib, uint64(0)},
+		"2:2": {uint64(0), uint64(0)}, "3": {nil, nil}, "4": {uint64(0), nil}, "5": {gib, uint64(0)}, "6": {gib, 3 * gib},
 	}
 	got := map[string]figures{}
 	for _, a := range inv.GPULedger(inv.Workloads()) {
@@ -115,8 +117,8 @@ func TestGPULedgerMemory(t *testing.T) {
 			flagged = append(flagged, a.Device.ID)
 		}
 	}
-	if !reflect.DeepEqual(flagged, []string{"0", "2", "2:1"}) {
-		t.Errorf("flagged %v, want 0, 2 and 2:1", flagged)
+	if !reflect.DeepEqual(flagged, []string{"0", "2", "2:1", "6"}) {
+		t.Errorf("flagged %v, want 0, 2, 2:1 and 6", flagged)
 	}
 
 	inv.Sources[SourceNVML] = SourceStatus{Error: "driver not loaded"}

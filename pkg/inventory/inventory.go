@@ -84,6 +84,9 @@ type GPUDevice struct {
 	MIGEnabled       bool    `json:"mig_enabled"`
 	MemoryTotalBytes *uint64 `json:"memory_total_bytes"`
 	MemoryUsedBytes  *uint64 `json:"memory_used_bytes"`
+	// MemoryReservedBytes is what the driver reserves for itself (and ECC),
+	// counted in used; nil where the driver cannot say (before R510).
+	MemoryReservedBytes *uint64 `json:"memory_reserved_bytes,omitempty"`
 	// PersistenceMode is nil where the driver cannot say (MIG instances).
 	// Without it, every NVML initialisation can take seconds per GPU.
 	PersistenceMode *bool `json:"persistence_mode"`

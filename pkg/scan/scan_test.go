@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -69,6 +70,8 @@ func (f *fakeDocker) Info(ctx context.Context, _ client.InfoOptions) (client.Sys
 // and pid 100 (a host process) on GPU 2.
 func mockGPUs() *server.Server {
 	s := dgxa100.New()
+	// A driver before R510: no v2 memory call.
+	s.LookupSymbolFunc = func(string) error { return errors.New("undefined symbol") }
 	for i := range s.Devices {
 		d := s.Devices[i].(*server.Device)
 		var procs []nvml.ProcessInfo
