@@ -222,9 +222,11 @@ func (d *gpuDecl) bindSource(src string) {
 // nvidiaDevicePath reports whether a host path gives GPU access and, where
 // it can be told, which GPU: /dev/nvidia<N> is the GPU whose minor number
 // is N, recorded as that node (inventory.DeviceNode) for the GPU ledger to
-// resolve against the GPU list, since N need not be the GPU's index; the
-// control nodes (nvidiactl, nvidia-uvm, nvidia-caps/…) are needed for any
-// GPU but name none; the whole /dev holds every GPU.
+// resolve against the GPU list, since N need not be the GPU's index;
+// /dev/nvidia-caps/nvidia-capN likewise names a MIG instance through the
+// driver's table (inventory.CapNode); the control nodes (nvidiactl,
+// nvidia-uvm, the nvidia-caps directory) are needed for any GPU but name
+// none; the whole /dev holds every GPU.
 func nvidiaDevicePath(p string) (ok bool, device string) {
 	if !strings.HasPrefix(p, "/") {
 		return false, ""
@@ -239,6 +241,11 @@ func nvidiaDevicePath(p string) (ok bool, device string) {
 	}
 	if minor, err := strconv.Atoi(rest); err == nil && isDigits(rest) {
 		return true, inventory.DeviceNode(minor)
+	}
+	if c, ok := strings.CutPrefix(rest, "-caps/nvidia-cap"); ok && isDigits(c) {
+		if minor, err := strconv.Atoi(c); err == nil {
+			return true, inventory.CapNode(minor)
+		}
 	}
 	return true, ""
 }

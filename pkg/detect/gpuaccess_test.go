@@ -123,7 +123,8 @@ func TestDeclaredGPU(t *testing.T) {
 		{"device nvidia0 with ctl and uvm", withDevices("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm"), "runc", declared(chans(chDev), "/dev/nvidia0")},
 		{"device two gpus", withDevices("/dev/nvidia10", "/dev/nvidia2"), "runc", declared(chans(chDev), "/dev/nvidia2", "/dev/nvidia10")},
 		{"device control nodes only", withDevices("/dev/nvidiactl", "/dev/nvidia-uvm-tools"), "runc", declared(chans(chDev))},
-		{"device nvidia-caps", withDevices("/dev/nvidia-caps/nvidia-cap21"), "runc", declared(chans(chDev))},
+		{"device nvidia-caps", withDevices("/dev/nvidia-caps/nvidia-cap21"), "runc", declared(chans(chDev), "/dev/nvidia-caps/nvidia-cap21")},
+		{"device nvidia-caps directory", withDevices("/dev/nvidia-caps"), "runc", declared(chans(chDev))},
 		{"device unclean path", withDevices("/dev//nvidia3/"), "runc", declared(chans(chDev), "/dev/nvidia3")},
 		{"device non-gpu", withDevices("/dev/fuse", "/dev/dri/renderD128"), "runc", inventory.GPUAccess{}},
 

@@ -177,7 +177,7 @@ func (d *decoder) sourceStatus(s *SourceStatus) {
 }
 
 var gpuDeviceKeys = newKeySet("id", "index", "uuid", "name", "minor_number", "parent", "gpu_instance_id",
-	"compute_instance_id", "mig_enabled", "memory_total_bytes", "memory_used_bytes", "memory_reserved_bytes", "persistence_mode",
+	"compute_instance_id", "cap_minors", "mig_enabled", "memory_total_bytes", "memory_used_bytes", "memory_reserved_bytes", "persistence_mode",
 	"lost", "error", "unknown_processes", "last_sample_timestamp")
 
 func (d *decoder) gpuDevice(g *GPUDevice) {
@@ -199,6 +199,8 @@ func (d *decoder) gpuDevice(g *GPUDevice) {
 			decodePtr(d, &g.GPUInstanceID, (*decoder).int)
 		case "compute_instance_id":
 			decodePtr(d, &g.ComputeInstanceID, (*decoder).int)
+		case "cap_minors":
+			g.CapMinors = decodeSlice(d, (*decoder).int)
 		case "mig_enabled":
 			d.bool(&g.MIGEnabled)
 		case "memory_total_bytes":

@@ -14,10 +14,11 @@ import (
 type GPUIndex struct {
 	ids   map[string]string
 	known map[string]bool
-	// uuids and nodes are true when every device of the list has a UUID,
-	// and every whole GPU a minor number: a name of that kind that does
-	// not resolve then names no GPU of this machine.
-	uuids, nodes bool
+	// uuids, nodes and caps are true when every device of the list has a
+	// UUID, every whole GPU a minor number, and every MIG instance its
+	// capability devices: a name of that kind that does not resolve then
+	// names no GPU of this machine.
+	uuids, nodes, caps bool
 }
 
 // NewGPUIndex indexes devices by UUID and by device node.
@@ -25,7 +26,7 @@ func NewGPUIndex(devices []GPUDevice) GPUIndex {
 	idx := GPUIndex{
 		ids:   make(map[string]string, 2*len(devices)),
 		known: make(map[string]bool, len(devices)),
-		uuids: len(devices) > 0, nodes: len(devices) > 0,
+		uuids: len(devices) > 0, nodes: len(devices) > 0, caps: len(devices) > 0,
 	}
 	for _, d := range devices {
 		idx.known[d.ID] = true
@@ -34,8 +35,12 @@ func NewGPUIndex(devices []GPUDevice) GPUIndex {
 		} else {
 			idx.uuids = false
 		}
+		for _, c := range d.CapMinors {
+			idx.ids[CapNode(c)] = d.ID
+		}
 		switch {
 		case d.Parent != "":
+			idx.caps = idx.caps && len(d.CapMinors) > 0
 		case d.MinorNumber != nil:
 			idx.ids[DeviceNode(*d.MinorNumber)] = d.ID
 		default:
@@ -50,7 +55,15 @@ func NewGPUIndex(devices []GPUDevice) GPUIndex {
 // and shows the node itself, never index n.
 func DeviceNode(minor int) string { return devNvidia + strconv.Itoa(minor) }
 
-const devNvidia = "/dev/nvidia"
+// CapNode is the MIG capability device with minor number n:
+// /dev/nvidia-caps/nvidia-cap<n>. It names a MIG instance where the
+// driver's table says which, and stays as it is where not.
+func CapNode(minor int) string { return devNvidiaCap + strconv.Itoa(minor) }
+
+const (
+	devNvidia    = "/dev/nvidia"
+	devNvidiaCap = "/dev/nvidia-caps/nvidia-cap"
+)
 
 // ID returns the ID for a GPU name: the name itself unless it is a UUID or
 // device node the list resolves.
@@ -80,9 +93,19 @@ func IsGPUUUID(name string) bool {
 	return strings.HasPrefix(name, "GPU-") || strings.HasPrefix(name, "MIG-")
 }
 
-// IsDeviceNode reports whether a GPU name is a device node left unresolved
-// (/dev/nvidiaN) rather than an ID.
-func IsDeviceNode(name string) bool { return strings.HasPrefix(name, devNvidia) }
+// IsDeviceNode reports whether a GPU name is a GPU's device node left
+// unresolved (/dev/nvidiaN) rather than an ID.
+func IsDeviceNode(name string) bool {
+	n, ok := strings.CutPrefix(name, devNvidia)
+	return ok && isDigits(n)
+}
+
+// IsCapNode reports whether a GPU name is a MIG capability device left
+// unresolved (/dev/nvidia-caps/nvidia-capN).
+func IsCapNode(name string) bool {
+	n, ok := strings.CutPrefix(name, devNvidiaCap)
+	return ok && isDigits(n)
+}
 
 // IsUp reports a container state in which it holds what it was given, as
 // docker ps counts up: running, paused or restarting.

@@ -80,6 +80,10 @@ type GPUDevice struct {
 	// GPUInstanceID and ComputeInstanceID identify a MIG instance.
 	GPUInstanceID     *int `json:"gpu_instance_id,omitempty"`
 	ComputeInstanceID *int `json:"compute_instance_id,omitempty"`
+	// CapMinors are, for a MIG instance, the N of the capability devices
+	// (/dev/nvidia-caps/nvidia-capN) that name it, from the driver's
+	// mig-minors table.
+	CapMinors []int `json:"cap_minors,omitempty"`
 	// MIGEnabled is true on a GPU whose MIG mode is on.
 	MIGEnabled       bool    `json:"mig_enabled"`
 	MemoryTotalBytes *uint64 `json:"memory_total_bytes"`

@@ -91,8 +91,9 @@ func outside(declared []string, g string, gpus GPUIndex) bool {
 }
 
 // comparable reports whether declared name d and used name g can be told
-// apart: both IDs, both UUIDs, both device nodes; or d a UUID or device
-// node that the GPU list would have resolved if it named a GPU here.
+// apart: both IDs, both UUIDs, both device nodes, both capability devices;
+// or d a UUID or node that the GPU list would have resolved if it named a
+// GPU here.
 func comparable(d, g string, gpus GPUIndex) bool {
 	kd, kg := nameKind(d), nameKind(g)
 	switch {
@@ -104,6 +105,8 @@ func comparable(d, g string, gpus GPUIndex) bool {
 		return gpus.uuids
 	case kd == kindNode:
 		return gpus.nodes
+	case kd == kindCap:
+		return gpus.caps
 	}
 	return false
 }
@@ -113,6 +116,7 @@ const (
 	kindID    = iota // "0", "0:1"
 	kindUUID         // "GPU-…", "MIG-…"
 	kindNode         // "/dev/nvidia3"
+	kindCap          // "/dev/nvidia-caps/nvidia-cap13"
 	kindOther        // a CDI or allocator name no rule knows
 )
 
@@ -122,6 +126,8 @@ func nameKind(name string) int {
 		return kindUUID
 	case IsDeviceNode(name):
 		return kindNode
+	case IsCapNode(name):
+		return kindCap
 	case isGPUID(name):
 		return kindID
 	}

@@ -153,3 +153,20 @@ func ExampleDecideAccess() {
 	fmt.Println(a.State, strings.Join(a.Undeclared, ","))
 	// Output: undeclared 1
 }
+
+// TestDecideAccessCapNodes: a MIG capability device declares the instance
+// the driver's table names; unresolved, it accuses nothing.
+func TestDecideAccessCapNodes(t *testing.T) {
+	withCaps := append([]GPUDevice(nil), ledgerGPUs...)
+	withCaps[3].CapMinors, withCaps[4].CapMinors = []int{12, 13}, []int{22}
+	known := NewGPUIndex(withCaps)
+	if a := DecideAccess(declaring(CapNode(13)), on("2:1"), true, true, known); a.State != AccessInUse || !reflect.DeepEqual(a.Declared, []string{"2:1"}) {
+		t.Errorf("cap13 on 2:1: %+v, want in use", a)
+	}
+	if a := DecideAccess(declaring(CapNode(13)), on("2:2"), true, true, known); !reflect.DeepEqual(a.Undeclared, []string{"2:2"}) {
+		t.Errorf("cap13 on 2:2: %+v, want 2:2 outside", a)
+	}
+	if a := DecideAccess(declaring(CapNode(13)), on("2:2"), true, true, NewGPUIndex(ledgerGPUs)); a.State != AccessInUse {
+		t.Errorf("cap13 with no table: %+v, want nothing called outside", a)
+	}
+}

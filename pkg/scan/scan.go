@@ -146,6 +146,9 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 	holders := start(ctx, s, source{inventory.SourceProcfs, s.budgets.Procfs, slog.LevelWarn}, s.deviceHolders)
 
 	docker, nv, fds := containers(), gpus(), holders()
+	if nv.status.OK {
+		s.markMIGCaps(nv.value.GPUs)
+	}
 	obs := inventory.Observation{
 		Sources: map[string]inventory.SourceStatus{
 			inventory.SourceDocker: docker.status, inventory.SourceNVML: nv.status, inventory.SourceProcfs: fds.status,
@@ -239,4 +242,16 @@ func newScanID(t time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// markMIGCaps records on each MIG instance the capability devices that name
+// it, so that a container given /dev/nvidia-caps/nvidia-capN declares it.
+// Without the driver's table the nodes stay unresolved.
+func (s *Scanner) markMIGCaps(gpus []inventory.GPUDevice) {
+	caps, err := s.procfs.MIGCaps()
+	if err != nil {
+		s.log.Warn("cannot read the MIG capability devices", "source", inventory.SourceNVML, "err", err)
+		return
+	}
+	detect.SetMIGCapMinors(gpus, caps)
 }
