@@ -141,11 +141,12 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 				return detect.NVMLReading{}, "", err
 			}
 			r, err := detect.NewNVML(lib, s.log).Observe(LastSamples(prev))
-			return r, "", err
+			return r, joinWarnings(r.Warnings...), err
 		})
 	holders := start(ctx, s, source{inventory.SourceProcfs, s.budgets.Procfs, slog.LevelWarn}, s.deviceHolders)
 
 	docker, nv, fds := containers(), gpus(), holders()
+	s.verifyNVML(&nv, fds.value)
 	obs := inventory.Observation{
 		Sources: map[string]inventory.SourceStatus{
 			inventory.SourceDocker: docker.status, inventory.SourceNVML: nv.status, inventory.SourceProcfs: fds.status,
