@@ -109,8 +109,15 @@ func (s *Scanner) verifyNVML(nv *outcome[detect.NVMLReading], holders map[int][]
 // listedProcesses reads from /proc each PID the samples name. A holder in
 // the descriptor scan (holders) holds a GPU device without a second look;
 // another process's descriptors are read now, after NVML's list.
+//
+// When the descriptor scan saw no GPU holder at all, descriptors are not
+// read: on this machine no process's descriptors show its GPU use (a
+// scanner whose /proc or /dev is not the host's, device nodes under other
+// names, a mock NVML on a machine without GPUs), so holding none proves
+// nothing.
 func (s *Scanner) listedProcesses(samples []detect.GPUSample, holders map[int][]string) map[int]ListedProcess {
 	out := make(map[int]ListedProcess, len(samples))
+	descriptorsShowUse := len(holders) > 0
 	for _, sample := range samples {
 		pid := sample.PID
 		if _, ok := out[pid]; ok {
@@ -128,7 +135,7 @@ func (s *Scanner) listedProcesses(samples []detect.GPUSample, holders map[int][]
 		}
 		if _, ok := holders[pid]; ok {
 			p.DescriptorsRead, p.HoldsGPU = true, true
-		} else if !p.Gone {
+		} else if !p.Gone && descriptorsShowUse {
 			if devs, err := s.procfs.GPUDevices(pid); err == nil {
 				p.DescriptorsRead, p.HoldsGPU = true, len(devs) > 0
 			}
