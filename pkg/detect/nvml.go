@@ -70,6 +70,12 @@ type NVMLReading struct {
 	// Samples are the processes with valid PIDs. Duplicates of one PID on
 	// one device in one list are merged.
 	Samples []GPUSample
+	// ListedAt is when the last process list was taken: a process that
+	// started later is not the one NVML listed under its PID.
+	ListedAt time.Time
+	// Warnings say what this read could not believe (a process list in no
+	// layout the device allows), one line each, naming the GPU.
+	Warnings []string
 }
 
 // NVML is the NVML source. It holds no NVML state between reads: each
@@ -144,10 +150,11 @@ func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLReading, err error
 
 	nowMicros := uint64(n.now().UnixMicro())
 	for i := range count {
-		devs, samples := n.readGPUSafely(i, lastSample, nowMicros)
+		devs, samples := n.readGPUSafely(i, lastSample, nowMicros, &obs.Warnings)
 		obs.GPUs = append(obs.GPUs, devs...)
 		obs.Samples = append(obs.Samples, samples...)
 	}
+	obs.ListedAt = n.now()
 	for _, d := range obs.GPUs {
 		if d.Error != "" {
 			n.log.Warn("NVML device error", "gpu", d.ID, "uuid", d.UUID, "lost", d.Lost, "err", d.Error)
@@ -179,8 +186,9 @@ func nvmlInitError(ret nvml.Return) error {
 }
 
 // readGPUSafely reads GPU index and, if that panics, lists the GPU with the
-// panic as its error so the other GPUs are still read.
-func (n *NVML) readGPUSafely(index int, lastSample map[string]uint64, nowMicros uint64) (devs []inventory.GPUDevice, samples []GPUSample) {
+// panic as its error so the other GPUs are still read. What the read could
+// not believe is added to warnings.
+func (n *NVML) readGPUSafely(index int, lastSample map[string]uint64, nowMicros uint64, warnings *[]string) (devs []inventory.GPUDevice, samples []GPUSample) {
 	defer func() {
 		if p := recover(); p != nil {
 			n.log.Error("reading a GPU panicked", "gpu", index, "panic", p)
@@ -191,13 +199,15 @@ func (n *NVML) readGPUSafely(index int, lastSample map[string]uint64, nowMicros 
 			samples = nil
 		}
 	}()
-	return n.readGPU(index, lastSample, nowMicros)
+	return n.readGPU(index, lastSample, nowMicros, warnings)
 }
 
-// nvmlDeviceRead is one device being read: what is known so far and every error.
+// nvmlDeviceRead is one device being read: what is known so far and every
+// error. warnings is the whole read's (NVMLReading.Warnings).
 type nvmlDeviceRead struct {
-	dev  inventory.GPUDevice
-	errs []string
+	dev      inventory.GPUDevice
+	errs     []string
+	warnings *[]string
 }
 
 // fail records a failed call. It reports whether the device is lost, after
@@ -208,6 +218,13 @@ func (r *nvmlDeviceRead) fail(what string, ret nvml.Return) bool {
 		r.dev.Lost = true
 	}
 	return r.dev.Lost
+}
+
+// distrust records that NVML's answer cannot be believed, as an error of
+// the device and a warning of the read.
+func (r *nvmlDeviceRead) distrust(why string) {
+	r.errs = append(r.errs, why)
+	*r.warnings = append(*r.warnings, "GPU "+r.dev.ID+": "+why)
 }
 
 func (r *nvmlDeviceRead) done() inventory.GPUDevice {
@@ -223,8 +240,8 @@ func nvmlIsLost(ret nvml.Return) bool {
 
 // readGPU reads one GPU: its own entry, then either its MIG instances (with
 // their processes) or its processes and utilisation.
-func (n *NVML) readGPU(index int, lastSample map[string]uint64, nowMicros uint64) ([]inventory.GPUDevice, []GPUSample) {
-	r := &nvmlDeviceRead{dev: inventory.GPUDevice{ID: strconv.Itoa(index), Index: index}}
+func (n *NVML) readGPU(index int, lastSample map[string]uint64, nowMicros uint64, warnings *[]string) ([]inventory.GPUDevice, []GPUSample) {
+	r := &nvmlDeviceRead{dev: inventory.GPUDevice{ID: strconv.Itoa(index), Index: index}, warnings: warnings}
 	h, ret := n.lib.DeviceGetHandleByIndex(index)
 	if ret == nvml.SUCCESS && h == nil {
 		ret = nvml.ERROR_UNKNOWN
@@ -376,7 +393,7 @@ func (n *NVML) readMIGDevices(parent *nvmlDeviceRead, h nvml.Device, index int, 
 			}
 			continue
 		}
-		r := &nvmlDeviceRead{dev: inventory.GPUDevice{Index: index, Parent: strconv.Itoa(index)}}
+		r := &nvmlDeviceRead{dev: inventory.GPUDevice{Index: index, Parent: strconv.Itoa(index)}, warnings: parent.warnings}
 		s := n.readMIGDevice(r, mh, index, slot, lastSample)
 		devs = append(devs, r.done())
 		samples = append(samples, s...)
@@ -431,8 +448,12 @@ type nvmlProcessList struct {
 
 // readProcesses reads the compute, graphics and MPS lists of the device
 // being read in r. NOT_SUPPORTED leaves a list empty; an invalid PID is
-// counted in UnknownProcesses.
+// counted in UnknownProcesses. Each list is checked against the device
+// first (checkProcessList): one in the 32-byte layout of driver 535.54 is
+// read again in it, one in no layout the device allows is dropped whole,
+// its entries counted in UnknownProcesses, and the device says why.
 func (n *NVML) readProcesses(r *nvmlDeviceRead, h nvml.Device) []GPUSample {
+	bounds := nvmlBoundsOf(r)
 	lists := []nvmlProcessList{
 		{inventory.KindCompute, h.GetComputeRunningProcesses},
 		{inventory.KindGraphics, h.GetGraphicsRunningProcesses},
@@ -454,6 +475,17 @@ func (n *NVML) readProcesses(r *nvmlDeviceRead, h nvml.Device) []GPUSample {
 			r.errs = append(r.errs, fmt.Sprintf("%s process list of %d entries cut to %d", l.kind, len(infos), nvmlMaxList))
 			infos = infos[:nvmlMaxList]
 		}
+		check := checkProcessList(infos, bounds)
+		switch {
+		case check.dropped != "":
+			r.dev.UnknownProcesses += len(infos)
+			r.distrust(l.kind + " process list not believed: " + check.dropped)
+			continue
+		case check.realigned:
+			n.log.Info("NVML process list read again in driver 535.54's 32-byte layout",
+				"gpu", r.dev.ID, "uuid", r.dev.UUID, "kind", l.kind, "entries", len(infos))
+		}
+		infos = check.entries
 		// Duplicates are merged within one list only: the same PID in
 		// two lists is two kinds of use.
 		first := len(samples)

@@ -379,11 +379,15 @@ func enableMockMIG(s *server.Server, index int, instances ...mockMIGInstance) []
 		gi, ci := in.gi, in.ci
 		d.GetGpuInstanceIdFunc = func() (int, nvml.Return) { return gi, nvml.SUCCESS }
 		d.GetComputeInstanceIdFunc = func() (int, nvml.Return) { return ci, nvml.SUCCESS }
-		d.GetComputeRunningProcessesFunc = mockProcs(in.procs)
-		for _, p := range in.procs {
+		// NVML gives a MIG process its instance IDs; the parent lists
+		// every instance's.
+		procs := make([]nvml.ProcessInfo, len(in.procs))
+		for i, p := range in.procs {
 			p.GpuInstanceId, p.ComputeInstanceId = uint32(gi), uint32(ci)
-			all = append(all, p)
+			procs[i] = p
 		}
+		d.GetComputeRunningProcessesFunc = mockProcs(procs)
+		all = append(all, procs...)
 		handles[in.slot] = d
 		devs = append(devs, d)
 	}

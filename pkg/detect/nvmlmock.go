@@ -297,10 +297,11 @@ func setMockMIG(parent *server.Device, index int, config gpus.Config, instances 
 	for slot, in := range instances {
 		own := data[fmt.Sprintf("%d:%d", index, slot)]
 		for kind, l := range own.lists {
-			for _, p := range l {
-				p.GpuInstanceId, p.ComputeInstanceId = uint32(in.GI), uint32(in.CI)
-				aggregate.lists[kind] = append(aggregate.lists[kind], p)
+			// NVML gives a MIG process its instance IDs.
+			for i := range l {
+				l[i].GpuInstanceId, l[i].ComputeInstanceId = uint32(in.GI), uint32(in.CI)
 			}
+			aggregate.lists[kind] = append(aggregate.lists[kind], l...)
 		}
 		aggregate.used += own.used
 

@@ -343,6 +343,21 @@ func (p *Procfs) DeviceHolders(ctx context.Context) (map[int][]string, error) {
 	return holders, nil
 }
 
+// GPUDevices returns the GPU devices one process holds open, named as
+// DeviceHolders names them (nil: none). The error wraps ErrVanished when
+// the process or its descriptor table is gone, and fs.ErrPermission when
+// its descriptors cannot be read.
+func (p *Procfs) GPUDevices(pid int) ([]string, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("read open files: invalid pid %d", pid)
+	}
+	ids, err := p.fdDevices(strconv.Itoa(pid))
+	if err != nil && vanished(err) {
+		return nil, fmt.Errorf("%w: %w", ErrVanished, err)
+	}
+	return ids, err
+}
+
 // maxFDWorkers bounds the cores one descriptor scan takes from the machine.
 const maxFDWorkers = 4
 

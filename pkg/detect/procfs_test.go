@@ -541,6 +541,38 @@ func TestProcfsDeviceHoldersUnreadable(t *testing.T) {
 	}
 }
 
+func TestProcfsGPUDevices(t *testing.T) {
+	root := fakeFDTree(t, map[string][]string{
+		"200": {"/dev/nvidiactl", "/dev/nvidia1", "/dev/nvidia0"},
+		"201": {"/dev/nvidiactl", "/dev/nvidia-uvm"},
+	})
+	if err := os.MkdirAll(filepath.Join(root, "209"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "209", "fd"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := NewProcfs(root)
+	tests := []struct {
+		pid      int
+		want     []string
+		vanished bool
+		fails    bool
+	}{
+		{pid: 200, want: []string{"0", "1"}},
+		{pid: 201},
+		{pid: 202, vanished: true, fails: true},
+		{pid: 209, fails: true},
+		{pid: 0, fails: true},
+	}
+	for _, tc := range tests {
+		got, err := p.GPUDevices(tc.pid)
+		if !reflect.DeepEqual(got, tc.want) || (err != nil) != tc.fails || errors.Is(err, ErrVanished) != tc.vanished {
+			t.Errorf("GPUDevices(%d) = %q, %v; want %q, failing %v, vanished %v", tc.pid, got, err, tc.want, tc.fails, tc.vanished)
+		}
+	}
+}
+
 func TestProcfsDeviceHoldersNoRoot(t *testing.T) {
 	if _, err := NewProcfs(filepath.Join(t.TempDir(), "missing")).DeviceHolders(context.Background()); err == nil {
 		t.Error("DeviceHolders on a missing root succeeded")

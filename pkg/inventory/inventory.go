@@ -99,8 +99,9 @@ type GPUDevice struct {
 	// Error is the last NVML error on this device, if any.
 	Error string `json:"error,omitempty"`
 	// UnknownProcesses counts processes NVML listed with an invalid PID
-	// (0 or 4294967295, from a driver/library ABI mismatch): they use the
-	// GPU but cannot be attributed.
+	// (0 or 4294967295, from a driver/library ABI mismatch), or in a list
+	// in no layout the device allows (Error says which): they use the GPU
+	// but cannot be attributed.
 	UnknownProcesses int `json:"unknown_processes,omitempty"`
 	// LastSampleTimestamp is the newest utilisation sample seen, so the
 	// next scan asks only for newer ones. Scanner state.

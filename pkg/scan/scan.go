@@ -141,7 +141,7 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 				return detect.NVMLReading{}, "", err
 			}
 			r, err := detect.NewNVML(lib, s.log).Observe(LastSamples(prev))
-			return r, "", err
+			return r, joinWarnings(r.Warnings...), err
 		})
 	holders := start(ctx, s, source{inventory.SourceProcfs, s.budgets.Procfs, slog.LevelWarn}, s.deviceHolders)
 
@@ -149,6 +149,7 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 	if nv.status.OK {
 		s.markMIGCaps(nv.value.GPUs)
 	}
+	s.verifyNVML(&nv, fds.value)
 	obs := inventory.Observation{
 		Sources: map[string]inventory.SourceStatus{
 			inventory.SourceDocker: docker.status, inventory.SourceNVML: nv.status, inventory.SourceProcfs: fds.status,
