@@ -300,7 +300,7 @@ out=$(in_ct runuser -u bob -- ds01-workloads 2>"/tmp/ds01-e2e-$$.err") || fail "
 err=$(cat "/tmp/ds01-e2e-$$.err")
 rm -f -- "/tmp/ds01-e2e-$$.err"
 printf '%s\n' "$out" | sed 's/^/   | /'
-grep -Eq '^host-process +alice +0 ' <<<"$out" || fail "bob's ds01-workloads does not show alice's host process"
+grep -Eq '^host-process +alice +/dev/nvidia0 ' <<<"$out" || fail "bob's ds01-workloads does not show alice's host process"
 grep -q 'source docker was down' <<<"$err" || fail "ds01-workloads does not warn that docker was down: $err"
 echo "   stderr: $(head -n 1 <<<"$err" | cut -c1-100)..."
 in_ct runuser -u bob -- ds01-workloads --json 2>/dev/null | jq -e '.sources.docker.ok == false' >/dev/null ||
