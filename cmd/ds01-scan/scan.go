@@ -162,18 +162,16 @@ func appendEvents(path, scanID, baseID, resetReason string, ts []inventory.Trans
 		return err
 	}
 	defer log.Close()
+	seq := 0
 	if resetReason != "" {
-		e := inventory.Event{
-			Timestamp: inventory.FormatTimestamp(now), EventType: inventory.EventInventoryReset,
-			Source: inventory.EventSource, SchemaVersion: inventory.EventSchemaVersion,
-			Details: map[string]any{"scan_id": scanID, "reason": resetReason},
-		}
-		if err := log.Append(e); err != nil {
+		seq++
+		if err := log.Append(inventory.ResetEvent(scanID, resetReason, now)); err != nil {
 			return err
 		}
 	}
 	for _, t := range ts {
-		if err := log.Append(t.NewEvent(scanID, baseID, now)); err != nil {
+		seq++
+		if err := log.Append(t.NewEvent(scanID, baseID, seq, now)); err != nil {
 			return err
 		}
 	}

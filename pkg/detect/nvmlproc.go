@@ -125,8 +125,12 @@ func checkProcessList(infos []nvml.ProcessInfo, b nvmlProcessBounds) nvmlListChe
 	if !shifted {
 		return nvmlListCheck{entries: infos}
 	}
-	return nvmlListCheck{dropped: fmt.Sprintf("its %d entries fit neither the %d-byte layout (%s) nor the %d-byte one of driver 535.54",
-		len(infos), nvmlEntryV2, why, nvmlEntry535)}
+	what := fmt.Sprintf("its %d entries fit", len(infos))
+	if len(infos) == 1 {
+		what = "its one entry fits"
+	}
+	return nvmlListCheck{dropped: fmt.Sprintf("%s neither the %d-byte layout (%s) nor the %d-byte one of driver 535.54",
+		what, nvmlEntryV2, why, nvmlEntry535)}
 }
 
 // addsUp says whether every entry of a list re-read at the 32-byte stride

@@ -146,7 +146,7 @@ func (l *EventLog) Sync() error {
 func (l *EventLog) Close() error { return l.f.Close() }
 
 // essentialDetails are kept when an event must be cut to its bones.
-var essentialDetails = []string{"container_id", "container_id_short", "type", "status", "pid", "start_ticks", "source", "scan_id", "base_scan_id", "from", "to"}
+var essentialDetails = []string{"event_id", "container_id", "container_id_short", "type", "status", "pid", "start_ticks", "source", "scan_id", "base_scan_id", "from", "to"}
 
 // EncodeEvent returns e as one newline-terminated JSON line shorter than
 // MaxEventLine, truncating details when needed.
@@ -230,14 +230,16 @@ func shrinkValue(v any, limit int) any {
 	return v
 }
 
-// NewEvent builds the event for t. scanID is the scan writing it; baseScanID
-// the scan whose inventory it was computed against, so that an event
-// repeated after a crash is recognisable by the same base_scan_id.
-func (t Transition) NewEvent(scanID, baseScanID string, now time.Time) Event {
-	d := map[string]any{"scan_id": scanID}
-	if baseScanID != "" {
-		d["base_scan_id"] = baseScanID
-	}
+// EventID names the seq-th event (from 1) that scan scanID writes. Scan IDs
+// are unique, so event IDs are: a consumer drops a repeat by event_id alone.
+func EventID(scanID string, seq int) string { return fmt.Sprintf("%s-%04d", scanID, seq) }
+
+// NewEvent builds the event for t, the seq-th of its scan. scanID is the
+// scan writing it; baseScanID the scan whose inventory it was computed
+// against ("" on a first scan), so that an event repeated after a crash is
+// recognisable by the same base_scan_id.
+func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) Event {
+	d := map[string]any{"scan_id": scanID, "base_scan_id": baseScanID, "event_id": EventID(scanID, seq)}
 	e := Event{Timestamp: FormatTimestamp(now), EventType: t.Type, Source: EventSource, Details: d, SchemaVersion: EventSchemaVersion}
 	if t.From != "" || t.To != "" {
 		d["from"], d["to"] = t.From, t.To
@@ -311,4 +313,13 @@ func ShortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// ResetEvent is the event saying the previous inventory was unreadable
+// (reason) and scan scanID started afresh: the first of its scan.
+func ResetEvent(scanID, reason string, now time.Time) Event {
+	return Event{
+		Timestamp: FormatTimestamp(now), EventType: EventInventoryReset, Source: EventSource, SchemaVersion: EventSchemaVersion,
+		Details: map[string]any{"scan_id": scanID, "base_scan_id": "", "event_id": EventID(scanID, 1), "reason": reason},
+	}
 }

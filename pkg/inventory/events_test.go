@@ -98,7 +98,7 @@ func abbreviate(b []byte) string {
 }
 
 func TestEncodeEventEnvelope(t *testing.T) {
-	e := Transition{Type: EventContainerDiscovered, Container: ptr(container(1, "running", TypeRawDocker))}.NewEvent(testScanID, testBaseScanID, t0)
+	e := Transition{Type: EventContainerDiscovered, Container: ptr(container(1, "running", TypeRawDocker))}.NewEvent(testScanID, testBaseScanID, 1, t0)
 	line, err := EncodeEvent(e)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestEncodeEventUserOmitted(t *testing.T) {
 					tr = Transition{Type: EventHostProcessDiscovered, Process: ptr(process(10, 1))}
 					tr.Process.User = tc.user
 				}
-				line, err := EncodeEvent(tr.NewEvent(testScanID, "", t0))
+				line, err := EncodeEvent(tr.NewEvent(testScanID, "", 1, t0))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -158,7 +158,7 @@ func TestEncodeEventUserOmitted(t *testing.T) {
 		}
 	}
 	// Source events concern no user at all.
-	line, err := EncodeEvent(Transition{Type: EventSourceUnavailable, Source: SourceNVML, Error: "x"}.NewEvent(testScanID, "", t0))
+	line, err := EncodeEvent(Transition{Type: EventSourceUnavailable, Source: SourceNVML, Error: "x"}.NewEvent(testScanID, "", 1, t0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestEncodeEventTruncates(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			line, err := EncodeEvent(tc.tr.NewEvent(testScanID, testBaseScanID, t0))
+			line, err := EncodeEvent(tc.tr.NewEvent(testScanID, testBaseScanID, 1, t0))
 			if err != nil {
 				t.Fatalf("EncodeEvent: %v", err)
 			}
@@ -296,7 +296,7 @@ func TestEncodeEventHostileStrings(t *testing.T) {
 	c.Name = "bad\xff\xfeutf8 \x1b[31mred\x1b[0m\nsecond line\r\u2028\u2029\x00\x7f"
 	c.User = "eve\x1b]0;title\x07"
 	c.DetectedLabels = map[string]string{"ds01.detected.user": "\x1b[2J\xc3"}
-	line, err := EncodeEvent(Transition{Type: EventContainerDiscovered, Container: &c}.NewEvent(testScanID, "", t0))
+	line, err := EncodeEvent(Transition{Type: EventContainerDiscovered, Container: &c}.NewEvent(testScanID, "", 1, t0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +625,7 @@ func TestTransitionNewEvent(t *testing.T) {
 		tr       Transition
 		base     string
 		wantUser any
-		want     map[string]any // every detail but scan_id/base_scan_id
+		want     map[string]any // every detail but scan_id, base_scan_id and event_id
 	}{
 		{"container discovered", Transition{Type: EventContainerDiscovered, Container: &c}, testBaseScanID, "alice", containerDetails},
 		{"container status changed", Transition{Type: EventContainerStatusChanged, Container: &c, From: "running", To: "exited"}, testBaseScanID, "alice",
@@ -648,7 +648,7 @@ func TestTransitionNewEvent(t *testing.T) {
 	now := time.Date(2026, 1, 30, 15, 30, 1, 234567891, time.FixedZone("CET", 3600))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := tc.tr.NewEvent(testScanID, tc.base, now)
+			e := tc.tr.NewEvent(testScanID, tc.base, 1, now)
 			line, err := EncodeEvent(e)
 			if err != nil {
 				t.Fatal(err)
@@ -661,10 +661,7 @@ func TestTransitionNewEvent(t *testing.T) {
 			if m["user"] != tc.wantUser {
 				t.Errorf("user = %#v, want %#v", m["user"], tc.wantUser)
 			}
-			want := with(tc.want, map[string]any{"scan_id": testScanID})
-			if tc.base != "" {
-				want["base_scan_id"] = tc.base
-			}
+			want := with(tc.want, map[string]any{"scan_id": testScanID, "base_scan_id": tc.base, "event_id": testScanID + "-0001"})
 			got := normaliseNumbers(m["details"]).(map[string]any)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("details mismatch\n got %s\nwant %s", sortedJSON(t, got), sortedJSON(t, want))

@@ -753,7 +753,7 @@ func TestReconcileUseOutsideDeclared(t *testing.T) {
 			t.Errorf("scan %d on %v: %d classification changes, want event %v", i, st.gpus, len(changes), st.wantEvent)
 		}
 		if st.wantEvent && len(changes) == 1 {
-			e := changes[0].NewEvent("s", "", scanAt(i))
+			e := changes[0].NewEvent("s", "", 1, scanAt(i))
 			if got := e.Details["gpus_undeclared"]; !reflect.DeepEqual(got, nonNil(st.outside)) {
 				t.Errorf("scan %d: event gpus_undeclared = %v, want %v", i, got, st.outside)
 			}
