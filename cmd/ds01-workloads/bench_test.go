@@ -69,6 +69,7 @@ var benchModes = []struct {
 	{"table", nil},
 	{"wide", []string{"--wide"}},
 	{"by-user", []string{"--by-user", "--wide"}},
+	{"by-gpu", []string{"--by-gpu", "--wide"}},
 	{"json", []string{"--json"}},
 	{"format", []string{"--format", `{{.ID}}\t{{.User}}\t{{.GPUs}}\t{{.Name}}`}},
 }

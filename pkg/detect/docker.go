@@ -102,7 +102,7 @@ func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Contain
 		}
 		obs := SeenContainer{Container: fromSummary(s)}
 		p := prev[s.ID]
-		if p != nil && p.Status == obs.Container.Status && p.InspectError == "" {
+		if p != nil && p.Status == obs.Container.Status && p.InspectError == "" && !nodesReadAsIndices(p.GPU) {
 			obs.Container = carryForward(*p, obs.Container)
 			if d.readStats(&obs.Container, p, pre) {
 				out = append(out, obs)

@@ -250,6 +250,21 @@ func nvidiaDevicePath(p string) (ok bool, device string) {
 	return true, ""
 }
 
+// nodesReadAsIndices reports a declaration recorded before /dev/nvidiaN was
+// read as the GPU of minor number N: device nodes and bind mounts its only
+// channels that name a GPU, and a plain index among its devices. Such a
+// container is inspected again, once, to be recorded as it is now. Where
+// another channel could have named the index too, it cannot be told and
+// stays.
+func nodesReadAsIndices(g inventory.GPUAccess) bool {
+	for _, ch := range g.Channels {
+		if ch != inventory.ChannelDevice && ch != inventory.ChannelBindMount && ch != inventory.ChannelPrivileged {
+			return false
+		}
+	}
+	return slices.ContainsFunc(g.Devices, isDigits)
+}
+
 // visibleDevices reads NVIDIA_VISIBLE_DEVICES; the last assignment wins, as
 // it does in the container. "", "void" and "none" grant no GPU.
 func (d *gpuDecl) visibleDevices(env []string) {

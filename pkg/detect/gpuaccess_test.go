@@ -261,3 +261,20 @@ func TestDeclaredGPUEnvNotLeaked(t *testing.T) {
 		t.Errorf("DeclaredGPU() = %+v, want %+v", got, want)
 	}
 }
+
+func TestNodesReadAsIndices(t *testing.T) {
+	for _, tc := range []struct {
+		g    inventory.GPUAccess
+		want bool
+	}{
+		{inventory.GPUAccess{Declared: true, Channels: []string{inventory.ChannelDevice}, Devices: []string{"1"}}, true},
+		{inventory.GPUAccess{Declared: true, Channels: []string{inventory.ChannelBindMount, inventory.ChannelPrivileged}, Devices: []string{"all"}}, false},
+		{inventory.GPUAccess{Declared: true, Channels: []string{inventory.ChannelDevice}, Devices: []string{"/dev/nvidia1"}}, false},
+		{inventory.GPUAccess{Declared: true, Channels: []string{inventory.ChannelDevice, inventory.ChannelRuntime}, Devices: []string{"0", "1"}}, false},
+		{inventory.GPUAccess{}, false},
+	} {
+		if got := nodesReadAsIndices(tc.g); got != tc.want {
+			t.Errorf("nodesReadAsIndices(%+v) = %v, want %v", tc.g, got, tc.want)
+		}
+	}
+}

@@ -25,8 +25,9 @@ import (
 // main process is the fake tree's pid 101. hang makes every call wait for
 // its context, as a frozen engine does.
 type fakeDocker struct {
-	hang  bool
-	calls atomic.Int32
+	hang     bool
+	calls    atomic.Int32
+	inspects atomic.Int32
 }
 
 func (f *fakeDocker) wait(ctx context.Context) error {
@@ -49,6 +50,7 @@ func (f *fakeDocker) ContainerList(ctx context.Context, _ client.ContainerListOp
 }
 
 func (f *fakeDocker) ContainerInspect(ctx context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	f.inspects.Add(1)
 	if err := f.wait(ctx); err != nil {
 		return client.ContainerInspectResult{}, err
 	}
@@ -282,5 +284,29 @@ func BenchmarkScanSteady(b *testing.B) {
 		if len(next.Containers) != 1001 { // and the fake /proc's container of another runtime
 			b.Fatalf("%d containers", len(next.Containers))
 		}
+	}
+}
+
+// TestScanReinspectsNodesReadAsIndices: a container recorded before
+// /dev/nvidiaN was read by minor number (its --device recorded as index N)
+// is inspected again, once, and recorded as it is now; an unchanged one is
+// not.
+func TestScanReinspectsNodesReadAsIndices(t *testing.T) {
+	docker := &fakeDocker{}
+	s := newTestScanner(t, docker, mockGPUs(), DefaultBudgets)
+	inv, _ := s.Scan(context.Background(), nil)
+	before := docker.inspects.Load()
+	inv, _ = s.Scan(context.Background(), inv)
+	if n := docker.inspects.Load() - before; n != 0 {
+		t.Fatalf("a steady scan inspected %d times", n)
+	}
+	inv.Containers[0].GPU = inventory.GPUAccess{Declared: true, Channels: []string{inventory.ChannelDevice}, Devices: []string{"0"}}
+	before = docker.inspects.Load()
+	inv, _ = s.Scan(context.Background(), inv)
+	if n := docker.inspects.Load() - before; n != 1 {
+		t.Errorf("an old --device record: %d inspects, want 1", n)
+	}
+	if g := inv.Containers[0].GPU; g.Declared {
+		t.Errorf("re-inspected, the container is recorded as declaring %+v; the engine says it declares nothing", g)
 	}
 }
