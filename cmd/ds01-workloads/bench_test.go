@@ -27,6 +27,12 @@ func bigInventory(b *testing.B, n int) string {
 		Scan:          inventory.ScanInfo{ID: "bench", Time: now, DurationMS: 1500},
 		Sources:       map[string]inventory.SourceStatus{inventory.SourceDocker: {OK: true, LastSuccess: &now}, inventory.SourceNVML: {OK: true, LastSuccess: &now}},
 	}
+	total, used := 80*gib, 60*gib
+	for i := range 8 {
+		minor := i
+		inv.GPUs = append(inv.GPUs, inventory.GPUDevice{ID: fmt.Sprint(i), Index: i, UUID: fmt.Sprintf("GPU-%08d-0000-0000-0000-000000000000", i),
+			Name: "NVIDIA H100 80GB HBM3", MinorNumber: &minor, MemoryTotalBytes: &total, MemoryUsedBytes: &used})
+	}
 	types := []string{inventory.TypeDS01Managed, inventory.TypeDevcontainer, inventory.TypeDockerCompose, inventory.TypeRawDocker, inventory.TypeUnknown}
 	states := []string{"running", "running", "running", "exited", "paused"}
 	for i := range n * 9 / 10 {

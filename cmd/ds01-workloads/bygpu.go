@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/ds01-project/ds01/pkg/inventory"
@@ -25,10 +24,6 @@ const noGPUHeading = "On no GPU"
 // that one of them declares or uses, in the ledger's order, then those
 // with a GPU on no page. free are the lines for the GPUs nobody holds.
 func byGPU(rows []row, ledger []inventory.GPUAccount, threshold uint64) (groups []group, free []string) {
-	byID := make(map[string]*row, len(rows))
-	for i := range rows {
-		byID[rows[i].w.ID] = &rows[i]
-	}
 	placed := map[string]bool{}
 	for i := range ledger {
 		a := &ledger[i]
@@ -40,9 +35,13 @@ func byGPU(rows []row, ledger []inventory.GPUAccount, threshold uint64) (groups 
 			free = append(free, line)
 			continue
 		}
+		on := make(map[string]bool, len(a.DeclaredBy)+len(a.UsedBy))
+		for _, id := range a.Holders() {
+			on[id] = true
+		}
 		var g group
 		for _, r := range rows {
-			if slices.Contains(a.DeclaredBy, r.w.ID) || slices.Contains(a.UsedBy, r.w.ID) {
+			if on[r.w.ID] {
 				g.rows = append(g.rows, r)
 				placed[r.w.ID] = true
 			}
