@@ -22,19 +22,28 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/ds01-project/ds01/pkg/inventory"
 )
 
-// gpuAllocBytes is what each test process allocates: 256 Mi float32.
-const gpuAllocBytes = 256 * 1024 * 1024 * 4
+// gpuAllocMiB are what the test's CUDA processes allocate, each its own
+// amount so that each can be told by its memory: the differences between
+// their NVML figures must be the differences between these (the CUDA
+// context each also holds is the same size for the same libraries).
+var gpuAllocMiB = []uint64{256, 512, 1024}
+
+// gpuAllocTolerance is how far a difference may stray: PyTorch's caching
+// allocator rounds to 2 MiB blocks.
+const gpuAllocTolerance = 8 << 20
 
 // gpuTestUser is the non-root user the test makes with useradd when root.
 const gpuTestUser = "ds01gputest"
 
-// cudaChild allocates gpuAllocBytes on cuda:0, says "ready <uuid>", then
+// cudaChild allocates argv[2] MiB on cuda:0, says "ready <uuid>", then
 // either sleeps or keeps the SMs busy so that utilisation has a sample.
 const cudaChild = `
 import sys, time, torch
-x = torch.empty(256*1024*1024, dtype=torch.float32, device='cuda')
+x = torch.empty(int(sys.argv[2])*256*1024, dtype=torch.float32, device='cuda')
 x.fill_(1.0)
 torch.cuda.synchronize()
 p = torch.cuda.get_device_properties(0)
@@ -83,7 +92,7 @@ func cudaCommand(cred *syscall.Credential, args ...string) *exec.Cmd {
 // startCUDAChild starts cudaChild (as cred's user when cred is set) and
 // waits for it to hold its memory. It returns ok false, saying why, when
 // that user cannot run PyTorch with CUDA.
-func startCUDAChild(t *testing.T, mode string, cred *syscall.Credential) (pid int, torchUUID string, ok bool) {
+func startCUDAChild(t *testing.T, mode string, allocMiB uint64, cred *syscall.Credential) (pid int, torchUUID string, ok bool) {
 	t.Helper()
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Log("python3 not found: cannot start a CUDA process")
@@ -93,7 +102,7 @@ func startCUDAChild(t *testing.T, mode string, cred *syscall.Credential) (pid in
 		t.Logf("PyTorch with CUDA not usable (credential %+v): %v\n%s", cred, err, out)
 		return 0, "", false
 	}
-	cmd := cudaCommand(cred, "-c", cudaChild, mode)
+	cmd := cudaCommand(cred, "-c", cudaChild, mode, strconv.FormatUint(allocMiB, 10))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -193,25 +202,40 @@ func TestObserveRealGPU(t *testing.T) {
 	lib := realNVML(t)
 	n := NewNVML(lib, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
+	// The idle baseline, before any process of the test: what each GPU
+	// shows used with nothing of ours on it, the figure the default
+	// --unattributed-threshold must stay above.
+	idle, err := n.Observe(nil)
+	if err != nil {
+		t.Fatalf("Observe before the CUDA processes: %v", err)
+	}
+	logLedger(t, "idle baseline", idle)
+
 	type child struct {
 		name, torchUUID string
 		pid             int
+		allocMiB        uint64
 	}
 	var children []child
-	pid, tu, ok := startCUDAChild(t, "sleep", nil)
-	if !ok {
+	start := func(name, mode string, alloc uint64, cred *syscall.Credential) bool {
+		pid, tu, ok := startCUDAChild(t, mode, alloc, cred)
+		if ok {
+			children = append(children, child{name, tu, pid, alloc})
+		}
+		return ok
+	}
+	if !start(fmt.Sprintf("uid %d, sleeping, %d MiB", os.Geteuid(), gpuAllocMiB[0]), "sleep", gpuAllocMiB[0], nil) {
 		t.Skip("cannot start a CUDA process: see above")
 	}
-	children = append(children, child{fmt.Sprintf("uid %d, sleeping", os.Geteuid()), tu, pid})
+	start(fmt.Sprintf("uid %d, busy, %d MiB", os.Geteuid(), gpuAllocMiB[1]), "busy", gpuAllocMiB[1], nil)
 	if cred := nonRootCredential(t); cred != nil {
-		if pid, tu, ok := startCUDAChild(t, "busy", cred); ok {
-			children = append(children, child{fmt.Sprintf("%s (uid %d), busy", gpuTestUser, cred.Uid), tu, pid})
-		} else {
+		if !start(fmt.Sprintf("%s (uid %d), sleeping, %d MiB", gpuTestUser, cred.Uid, gpuAllocMiB[2]), "sleep", gpuAllocMiB[2], cred) {
 			t.Errorf("as root, but the CUDA process as %s could not start: see above", gpuTestUser)
 		}
 	}
 
 	var obs NVMLReading
+	memory := map[int]uint64{}
 	last := map[string]uint64{}
 	for round := 1; round <= 3; round++ {
 		start := time.Now()
@@ -267,10 +291,34 @@ func TestObserveRealGPU(t *testing.T) {
 		if c.torchUUID != "" && !strings.Contains(found.GPUUUID, strings.TrimPrefix(strings.TrimPrefix(c.torchUUID, "GPU-"), "MIG-")) {
 			t.Logf("torch names the child's device %q, NVML %q", c.torchUUID, found.GPUUUID)
 		}
-		if found.MemoryBytes == nil || *found.MemoryBytes < gpuAllocBytes {
-			t.Errorf("child %s memory %v, want at least %d", c.name, gpuDeref(found.MemoryBytes), gpuAllocBytes)
+		if found.MemoryBytes == nil || *found.MemoryBytes < c.allocMiB<<20 {
+			t.Errorf("child %s memory %v, want at least %d MiB", c.name, gpuDeref(found.MemoryBytes), c.allocMiB)
+		} else {
+			memory[c.pid] = *found.MemoryBytes
 		}
 		t.Logf("child %s: pid %d on %s (%s), memory %v bytes, SM %v %%", c.name, c.pid, found.GPU, found.GPUUUID, gpuDeref(found.MemoryBytes), gpuDeref(found.SMUtil))
+	}
+	// Each process's figure is its allocation plus one CUDA context: the
+	// differences must be the allocations' differences, entry by entry, or
+	// NVML's list is misread (go-nvml #75).
+	for i := 1; i < len(children); i++ {
+		a, b := children[0], children[i]
+		ma, oka := memory[a.pid]
+		mb, okb := memory[b.pid]
+		if !oka || !okb {
+			continue
+		}
+		got, want := int64(mb)-int64(ma), int64(b.allocMiB-a.allocMiB)<<20
+		if d := got - want; d > gpuAllocTolerance || d < -gpuAllocTolerance {
+			t.Errorf("child %s holds %d bytes more than %s, want %d (±%d)", b.name, got, a.name, want, gpuAllocTolerance)
+		}
+	}
+	logLedger(t, "with the test's processes", obs)
+	// With every process on the GPU listed, what no process holds is the
+	// driver's share: it must stay under the default threshold, or the
+	// default flags every busy GPU.
+	if u, ok := unattributedOn(obs, "0"); ok && u > inventory.DefaultUnattributedThreshold {
+		t.Errorf("GPU 0 with only listed processes: %d bytes held by no visible process, above the default threshold %d", u, inventory.DefaultUnattributedThreshold)
 	}
 
 	apps, took, ok := querySMI(t)
@@ -309,4 +357,38 @@ func gpuDeref[T any](p *T) any {
 		return "nil"
 	}
 	return *p
+}
+
+// unattributedOn is what GPU id shows used, less what the driver reserves,
+// that the processes NVML lists there do not hold; ok false when a figure
+// is missing.
+func unattributedOn(obs NVMLReading, id string) (uint64, bool) {
+	for _, g := range obs.GPUs {
+		if g.ID != id || g.MemoryUsedBytes == nil {
+			continue
+		}
+		used := *g.MemoryUsedBytes
+		if g.MemoryReservedBytes != nil {
+			used -= min(used, *g.MemoryReservedBytes)
+		}
+		var held uint64
+		for _, s := range obs.Samples {
+			if s.GPU == id && s.MemoryBytes != nil {
+				held += *s.MemoryBytes
+			}
+		}
+		return used - min(used, held), true
+	}
+	return 0, false
+}
+
+// logLedger logs each GPU's memory as the ledger sees it: used, reserved,
+// held by listed processes, and held by none.
+func logLedger(t *testing.T, when string, obs NVMLReading) {
+	t.Helper()
+	for _, g := range obs.GPUs {
+		u, ok := unattributedOn(obs, g.ID)
+		t.Logf("%s: GPU %s used %v reserved %v total %v, held by no listed process %v (known %v)",
+			when, g.ID, gpuDeref(g.MemoryUsedBytes), gpuDeref(g.MemoryReservedBytes), gpuDeref(g.MemoryTotalBytes), u, ok)
+	}
 }
