@@ -148,5 +148,18 @@ func isDigits(s string) bool {
 // ContainerAccess is the ledger's verdict on one of the inventory's
 // containers, against its GPU list and sources.
 func (inv *Inventory) ContainerAccess(c *Container, gpus GPUIndex) Access {
-	return DecideAccess(c.GPU, c.GPUProcesses, c.Status == "running", inv.GPUProcessesObserved(), gpus)
+	return c.access(inv.GPUProcessesObserved(), gpus)
+}
+
+// access is the ledger's verdict on c, observed saying whether a GPU
+// process source answered.
+func (c *Container) access(observed bool, gpus GPUIndex) Access {
+	return DecideAccess(c.GPU, c.GPUProcesses, c.Status == "running", observed, gpus)
+}
+
+// judge records the ledger's verdict on c: its state and the GPUs it uses
+// outside what it declared.
+func (c *Container) judge(observed bool, gpus GPUIndex) {
+	a := c.access(observed, gpus)
+	c.GPUAccess, c.GPUsUndeclared = a.State, a.Undeclared
 }

@@ -102,8 +102,7 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 		gpus := NewGPUIndex(next.GPUs)
 		next.Containers = append(next.Containers, markStale(prev.Containers, func(c *Container) {
 			c.Stale = true
-			a := DecideAccess(c.GPU, c.GPUProcesses, c.Status == "running", obs.ProcessesObserved, gpus)
-			c.GPUAccess, c.GPUsUndeclared = a.State, a.Undeclared
+			c.judge(obs.ProcessesObserved, gpus)
 		})...)
 	}
 
@@ -177,8 +176,7 @@ func reconcileContainers(prev []Container, obs Observation, gpus GPUIndex, now t
 				}
 			}
 		}
-		a := DecideAccess(c.GPU, c.GPUProcesses, c.Status == "running", obs.ProcessesObserved, gpus)
-		c.GPUAccess, c.GPUsUndeclared = a.State, a.Undeclared
+		c.judge(obs.ProcessesObserved, gpus)
 		if !ok {
 			if c.DetectedAt.IsZero() {
 				c.DetectedAt = now
