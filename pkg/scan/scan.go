@@ -149,7 +149,7 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 	if nv.status.OK {
 		s.markMIGCaps(nv.value.GPUs)
 	}
-	s.verifyNVML(&nv, fds.value)
+	listed := s.verifyNVML(&nv, fds.value)
 	obs := inventory.Observation{
 		Sources: map[string]inventory.SourceStatus{
 			inventory.SourceDocker: docker.status, inventory.SourceNVML: nv.status, inventory.SourceProcfs: fds.status,
@@ -163,7 +163,7 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 		return obs
 	}
 	index := inventory.NewGPUIndex(KnownGPUs(nv.status.OK, nv.value.GPUs, prev))
-	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, index))
+	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, index), listed)
 	placed := Place(obs.Containers, docker.status.OK, procs, s.attr.Process)
 	obs.Containers, obs.Processes = placed.Containers, placed.Processes
 	return obs
@@ -219,13 +219,21 @@ func (s *Scanner) deviceHolders(ctx context.Context) (map[int][]string, string, 
 	return holders, warning, nil
 }
 
-// gpuProcesses reads from /proc each process a GPU source named. One that
-// is gone since has nothing to place. It reads them all, whatever is left
+// gpuProcesses reads from /proc each process a GPU source named, but those
+// listed already read when NVML's list was checked. One that is gone since
+// has nothing to place. It reads them all, whatever is left
 // of the scan's budget: a GPU source that answered vouches for the whole
 // set, so a process left unread would pass for one that exited.
-func (s *Scanner) gpuProcesses(uses []*detect.GPUUse) []GPUProcess {
+func (s *Scanner) gpuProcesses(uses []*detect.GPUUse, listed map[int]ListedProcess) []GPUProcess {
 	out := make([]GPUProcess, 0, len(uses))
 	for _, use := range uses {
+		if p, ok := listed[use.PID]; ok && (p.Gone || p.Info != nil) {
+			// Read when NVML's list was checked.
+			if p.Info != nil {
+				out = append(out, GPUProcess{Use: use, Info: *p.Info})
+			}
+			continue
+		}
 		info, err := s.procfs.Process(use.PID)
 		if err != nil {
 			if !errors.Is(err, detect.ErrVanished) {

@@ -93,17 +93,20 @@ func unverified(s detect.GPUSample, listedAt time.Time, procs map[int]ListedProc
 }
 
 // verifyNVML drops from nv's samples the PIDs /proc does not bear out and
-// adds to nv's warning what it dropped.
-func (s *Scanner) verifyNVML(nv *outcome[detect.NVMLReading], holders map[int][]string) {
+// adds to nv's warning what it dropped. It returns what /proc said of each
+// PID, so that placing the processes does not read them again.
+func (s *Scanner) verifyNVML(nv *outcome[detect.NVMLReading], holders map[int][]string) map[int]ListedProcess {
 	if len(nv.value.Samples) == 0 {
-		return
+		return nil
 	}
+	procs := s.listedProcesses(nv.value.Samples, holders)
 	var warning string
-	nv.value.Samples, warning = VerifyNVMLSamples(nv.value.Samples, nv.value.ListedAt, s.listedProcesses(nv.value.Samples, holders))
+	nv.value.Samples, warning = VerifyNVMLSamples(nv.value.Samples, nv.value.ListedAt, procs)
 	if warning != "" {
 		s.log.Warn("NVML process list does not match /proc", "source", inventory.SourceNVML, "warning", warning)
 		nv.status.Warning = joinWarnings(nv.status.Warning, warning)
 	}
+	return procs
 }
 
 // listedProcesses reads from /proc each PID the samples name. A holder in
