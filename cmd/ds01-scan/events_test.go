@@ -1,51 +1,47 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
 
-// TestAppendEventsIDs: every event a scan writes carries its own event_id,
+// TestNewEventsIDs: every event a scan writes carries its own event_id,
 // numbered in order from the reset event, and scan_id and base_scan_id,
 // the latter empty when there was no inventory to start from.
-func TestAppendEventsIDs(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "events.jsonl")
+func TestNewEventsIDs(t *testing.T) {
 	ts := []inventory.Transition{
 		{Type: inventory.EventSourceUnavailable, Source: inventory.SourceNVML, Error: "no driver"},
 		{Type: inventory.EventSourceRecovered, Source: inventory.SourceDocker},
 	}
 	now := time.Date(2026, 1, 30, 14, 30, 0, 0, time.UTC)
-	if err := appendEvents(path, "S1", "", "corrupt", ts, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := appendEvents(path, "S2", "S1", "", ts[:1], now); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
+	first, err := newEvents("S1", "", "corrupt", ts, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	second, err := newEvents("S2", "S1", "", ts[:1], now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got [][3]string
 	seen := map[string]bool{}
-	for sc := bufio.NewScanner(f); sc.Scan(); {
+	for _, p := range append(first, second...) {
 		var e struct {
 			Details map[string]any `json:"details"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("%v: %s", err, sc.Bytes())
+		if err := json.Unmarshal([]byte(p.Line), &e); err != nil {
+			t.Fatalf("%v: %s", err, p.Line)
 		}
 		id, _ := e.Details["event_id"].(string)
 		scan, _ := e.Details["scan_id"].(string)
 		base, ok := e.Details["base_scan_id"].(string)
 		if !ok {
-			t.Errorf("no base_scan_id: %s", sc.Bytes())
+			t.Errorf("no base_scan_id: %s", p.Line)
+		}
+		if id != p.ID {
+			t.Errorf("line names event %s, outbox entry %s", id, p.ID)
 		}
 		if seen[id] {
 			t.Errorf("event_id %s twice", id)

@@ -36,7 +36,8 @@ type Config struct {
 }
 
 // Scan runs one scan: lock, load the previous inventory, observe, attribute
-// what is new, reconcile, append the events, save the inventory, unlock.
+// what is new, reconcile, save the inventory with its events, append them,
+// unlock.
 func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
 	start := time.Now().UTC()
 	if !cfg.DryRun {
@@ -79,31 +80,22 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 		return nil
 	}
 
-	// Events go first: a crash after them and before the save repeats them
-	// on the next scan (recognisable by base_scan_id), but never loses one.
-	baseID := ""
-	if prev != nil {
-		baseID = prev.Scan.ID
-	}
-	if err := appendEvents(cfg.EventsPath, next.Scan.ID, baseID, resetReason, transitions, time.Now().UTC()); err != nil {
+	unlogged, appendErr, err := commit(cfg, log, prev, next, resetReason, transitions)
+	if err != nil {
 		return err
 	}
 	log.Debug("events appended", "ms", time.Since(start).Milliseconds())
-	if err := inventory.Save(cfg.StatePath, next); err != nil {
-		return fmt.Errorf("save inventory: %w", err)
-	}
-	log.Debug("inventory saved", "ms", time.Since(start).Milliseconds())
 	if cfg.TextfileDir != "" {
 		// Metrics are a view of the inventory just saved: failing to write
 		// them is worth a warning, not a failed scan.
-		if err := writeTextfile(cfg.TextfileDir, next); err != nil {
+		if err := writeTextfile(cfg.TextfileDir, next, unlogged); err != nil {
 			log.Warn("prometheus textfile not written", "err", err)
 		}
 	}
 	log.Info("scan complete", "scan_id", next.Scan.ID, "containers", len(next.Containers),
-		"host_processes", len(next.HostProcesses), "events", len(transitions),
+		"host_processes", len(next.HostProcesses), "events", len(transitions), "events_unlogged", unlogged,
 		"duration_ms", time.Since(start).Milliseconds())
-	return nil
+	return appendErr
 }
 
 // loadPrevious reads the last inventory. A corrupt one is moved aside (not in
@@ -152,30 +144,71 @@ func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
 	return s, func() { api.Close() }, nil
 }
 
-// appendEvents writes one line per transition, then fsyncs the log.
-func appendEvents(path, scanID, baseID, resetReason string, ts []inventory.Transition, now time.Time) error {
-	if len(ts) == 0 && resetReason == "" {
-		return nil
+// commit makes the scan's events durable with its inventory: they are
+// saved in its outbox, with those of earlier scans the log still lacks,
+// then appended. A crash or a failing log between the two leaves them
+// there, and the next scan appends what the log lacks: the events of a scan
+// reach the log if and only if its inventory was saved, each once. err is
+// a failed save (nothing changed); appendErr a failed append, after which
+// unlogged events wait in the saved inventory.
+func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, resetReason string, transitions []inventory.Transition) (unlogged int, appendErr, err error) {
+	baseID, waiting := "", (*inventory.Outbox)(nil)
+	if prev != nil {
+		baseID, waiting = prev.Scan.ID, prev.Outbox
 	}
-	log, err := inventory.OpenEventLog(path)
+	carried, err := inventory.Unlogged(cfg.EventsPath, waiting)
 	if err != nil {
-		return err
+		// Appending all again may repeat some (with their event_id),
+		// but loses none.
+		log.Warn("cannot tell which of the last scan's events the log holds; appending them all", "err", err)
+		carried = waiting.Events
 	}
-	defer log.Close()
-	seq := 0
-	if resetReason != "" {
-		seq++
-		if err := log.Append(inventory.ResetEvent(scanID, resetReason, now)); err != nil {
-			return err
+	events, err := newEvents(next.Scan.ID, baseID, resetReason, transitions, time.Now().UTC())
+	if err != nil {
+		return 0, nil, err
+	}
+	pending, dropped := inventory.CapOutbox(append(carried, events...))
+	if dropped > 0 {
+		log.Error("the event log has failed for so long that the oldest waiting events are dropped", "dropped", dropped, "events_file", cfg.EventsPath)
+	}
+	next.Outbox = nil
+	if len(pending) > 0 {
+		if next.Outbox, err = inventory.LogEnd(cfg.EventsPath); err != nil {
+			// The append will fail too; the next scan looks everywhere.
+			log.Warn("cannot read the event log", "err", err)
+			next.Outbox = &inventory.Outbox{}
 		}
+		next.Outbox.Events = pending
+	}
+	if err := inventory.Save(cfg.StatePath, next); err != nil {
+		return 0, nil, fmt.Errorf("save inventory: %w", err)
+	}
+	if err := inventory.AppendLines(cfg.EventsPath, pending); err != nil {
+		return len(pending), fmt.Errorf("%w (%d events wait in the inventory for the next scan)", err, len(pending)), nil
+	}
+	return 0, nil, nil
+}
+
+// newEvents encodes a scan's events, numbered in order: the reset event
+// first, when the previous inventory was unreadable, then one per
+// transition.
+func newEvents(scanID, baseID, resetReason string, ts []inventory.Transition, now time.Time) ([]inventory.PendingEvent, error) {
+	var events []inventory.Event
+	if resetReason != "" {
+		events = append(events, inventory.ResetEvent(scanID, resetReason, now))
 	}
 	for _, t := range ts {
-		seq++
-		if err := log.Append(t.NewEvent(scanID, baseID, seq, now)); err != nil {
-			return err
-		}
+		events = append(events, t.NewEvent(scanID, baseID, len(events)+1, now))
 	}
-	return log.Sync()
+	out := make([]inventory.PendingEvent, 0, len(events))
+	for _, e := range events {
+		p, err := inventory.NewPendingEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // ensureDir creates dir 0755 when absent and leaves an existing one's owner

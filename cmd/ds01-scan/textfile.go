@@ -36,8 +36,9 @@ const maxWorkloadSeries = 2000
 // be huge, and Prometheus keeps every byte of every series' labels.
 const maxLabelBytes = 128
 
-// writeTextfile writes the metrics of inv to dir/ds01.prom atomically.
-func writeTextfile(dir string, inv *inventory.Inventory) error {
+// writeTextfile writes the metrics of inv to dir/ds01.prom atomically;
+// unlogged is how many of its events the event log refused.
+func writeTextfile(dir string, inv *inventory.Inventory, unlogged int) error {
 	f, err := os.CreateTemp(dir, "."+textfileName+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("textfile: %w", err)
@@ -48,7 +49,7 @@ func writeTextfile(dir string, inv *inventory.Inventory) error {
 		f.Close()
 		return fmt.Errorf("textfile: %w", err)
 	}
-	if err := renderMetrics(f, inv); err != nil {
+	if err := renderMetrics(f, inv, unlogged); err != nil {
 		f.Close()
 		return fmt.Errorf("textfile: write %s: %w", tmp, err)
 	}
@@ -62,7 +63,7 @@ func writeTextfile(dir string, inv *inventory.Inventory) error {
 }
 
 // renderMetrics writes inv in the Prometheus text exposition format.
-func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
+func renderMetrics(w io.Writer, inv *inventory.Inventory, unlogged int) error {
 	workloads := inv.Workloads()
 	memByContainer := make(map[string]map[string]uint64, len(inv.Containers))
 	for _, c := range inv.Containers {
@@ -156,9 +157,13 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory) error {
 	lastScan := gauge("ds01_last_scan_timestamp_seconds", "When the last successful scan ran (Unix time).")
 	addGauge(lastScan, float64(inv.Scan.Time.Unix()))
 
+	waiting := gauge("ds01_events_unlogged",
+		"Events saved with the inventory that the event log refused: they wait there for the next scan.")
+	addGauge(waiting, float64(unlogged))
+
 	b := bufio.NewWriter(w)
 	for _, f := range []*dto.MetricFamily{
-		byType, perGPU, onGPU, unattributed, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan,
+		byType, perGPU, onGPU, unattributed, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan, waiting,
 	} {
 		// expfmt refuses a family without series; its HELP and TYPE
 		// alone would tell Prometheus nothing.

@@ -81,7 +81,7 @@ func labels(m *dto.Metric) map[string]string {
 // names included, and says who holds which GPU with how much memory.
 func TestRenderMetrics(t *testing.T) {
 	dir := t.TempDir()
-	if err := writeTextfile(dir, metricsInventory(0)); err != nil {
+	if err := writeTextfile(dir, metricsInventory(0), 0); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, textfileName))
@@ -212,7 +212,7 @@ func hostileInventory() *inventory.Inventory {
 // maxLabelBytes, its ellipsis included.
 func TestRenderMetricsLabelValues(t *testing.T) {
 	var b strings.Builder
-	if err := renderMetrics(&b, hostileInventory()); err != nil {
+	if err := renderMetrics(&b, hostileInventory(), 0); err != nil {
 		t.Fatal(err)
 	}
 	if !utf8.ValidString(b.String()) {
@@ -259,7 +259,7 @@ func TestRenderMetricsUsersAlike(t *testing.T) {
 			ID: containerID(i), Name: "c", Type: "raw-docker", Status: "exited", User: user})
 	}
 	var b strings.Builder
-	if err := renderMetrics(&b, inv); err != nil {
+	if err := renderMetrics(&b, inv, 0); err != nil {
 		t.Fatal(err)
 	}
 	ms := parseMetrics(t, []byte(b.String()))["ds01_workloads"].GetMetric()
@@ -278,7 +278,7 @@ func TestRenderMetricsPromtool(t *testing.T) {
 	for name, inv := range map[string]*inventory.Inventory{"sample": metricsInventory(0), "hostile": hostileInventory()} {
 		t.Run(name, func(t *testing.T) {
 			var b strings.Builder
-			if err := renderMetrics(&b, inv); err != nil {
+			if err := renderMetrics(&b, inv, 0); err != nil {
 				t.Fatal(err)
 			}
 			cmd := exec.Command(promtool, "check", "metrics")
@@ -294,7 +294,7 @@ func TestRenderMetricsPromtool(t *testing.T) {
 // what was left out is counted.
 func TestRenderMetricsCardinalityCap(t *testing.T) {
 	var b strings.Builder
-	if err := renderMetrics(&b, metricsInventory(maxWorkloadSeries)); err != nil {
+	if err := renderMetrics(&b, metricsInventory(maxWorkloadSeries), 0); err != nil {
 		t.Fatal(err)
 	}
 	fams := parseMetrics(t, []byte(b.String()))

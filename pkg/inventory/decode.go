@@ -115,7 +115,7 @@ func (ks *keySet) lookup(key string, next int) int {
 // The schema, one function per struct. Each sets the fields its object
 // holds; a null object leaves the struct as it is.
 
-var inventoryKeys = newKeySet("schema_version", "scan", "sources", "containers", "host_processes", "pending_processes", "gpus")
+var inventoryKeys = newKeySet("schema_version", "scan", "sources", "containers", "host_processes", "pending_processes", "gpus", "outbox")
 
 func (d *decoder) inventory(inv *Inventory) {
 	d.object(inventoryKeys, func(key string) {
@@ -134,6 +134,38 @@ func (d *decoder) inventory(inv *Inventory) {
 			inv.PendingProcesses = decodeSlice(d, (*decoder).hostProcess)
 		case "gpus":
 			inv.GPUs = decodeSlice(d, (*decoder).gpuDevice)
+		case "outbox":
+			decodePtr(d, &inv.Outbox, (*decoder).outbox)
+		}
+	})
+}
+
+var outboxKeys = newKeySet("log_inode", "log_offset", "log_mark", "events")
+
+func (d *decoder) outbox(o *Outbox) {
+	d.object(outboxKeys, func(key string) {
+		switch key {
+		case "log_inode":
+			d.uint64(&o.LogInode)
+		case "log_offset":
+			d.int64(&o.LogOffset)
+		case "log_mark":
+			d.string(&o.LogMark)
+		case "events":
+			o.Events = decodeSlice(d, (*decoder).pendingEvent)
+		}
+	})
+}
+
+var pendingEventKeys = newKeySet("event_id", "line")
+
+func (d *decoder) pendingEvent(p *PendingEvent) {
+	d.object(pendingEventKeys, func(key string) {
+		switch key {
+		case "event_id":
+			d.string(&p.ID)
+		case "line":
+			d.string(&p.Line)
 		}
 	})
 }

@@ -124,6 +124,12 @@ func (l *EventLog) Append(e Event) error {
 	if err != nil {
 		return err
 	}
+	return l.appendLine(line)
+}
+
+// appendLine writes one newline-terminated line with one write, on a fresh
+// line of its own.
+func (l *EventLog) appendLine(line []byte) error {
 	if l.torn {
 		line = append([]byte{'\n'}, line...)
 	}

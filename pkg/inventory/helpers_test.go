@@ -91,7 +91,19 @@ func sampleInventory() *Inventory {
 		Containers:       []Container{running, exited, unknown},
 		HostProcesses:    []HostProcess{host},
 		PendingProcesses: []HostProcess{pending},
+		Outbox: &Outbox{LogInode: 1234, LogOffset: 56789, LogMark: "0123456789abcdef", Events: []PendingEvent{
+			mustPending(Transition{Type: EventContainerDiscovered, Container: &running}.NewEvent("20260130T143000Z-0a1b2c3d", "", 1, t0)),
+		}},
 	}
+}
+
+// mustPending encodes e for an outbox, or panics: e is the test's own.
+func mustPending(e Event) PendingEvent {
+	p, err := NewPendingEvent(e)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
 // mustMarshal encodes v or fails the test.

@@ -60,6 +60,10 @@ type Inventory struct {
 	// GPUs are the GPUs and MIG instances NVML reported on the last scan
 	// it answered.
 	GPUs []GPUDevice `json:"gpus,omitempty"`
+	// Outbox holds the events of this scan (and of earlier ones a crash
+	// or a failing log kept out) until the next scan finds them in the
+	// event log. Scanner state.
+	Outbox *Outbox `json:"outbox,omitempty"`
 }
 
 // GPUDevice is one GPU, or one MIG instance of a GPU, as NVML reports it.

@@ -177,6 +177,21 @@ func (inv *Inventory) Validate() error {
 			keys[p.Key()] = true
 		}
 	}
+	if inv.Outbox != nil {
+		if inv.Outbox.LogOffset < 0 {
+			return fmt.Errorf("outbox: log_offset %d", inv.Outbox.LogOffset)
+		}
+		ids := make(map[string]bool, len(inv.Outbox.Events))
+		for i, e := range inv.Outbox.Events {
+			if err := e.validate(); err != nil {
+				return fmt.Errorf("outbox.events[%d]: %w", i, err)
+			}
+			if ids[e.ID] {
+				return fmt.Errorf("outbox.events[%d]: duplicate event_id %s", i, e.ID)
+			}
+			ids[e.ID] = true
+		}
+	}
 	return nil
 }
 
