@@ -157,10 +157,11 @@ func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, reset
 		baseID, waiting = prev.Scan.ID, prev.Outbox
 	}
 	carried, err := inventory.Unlogged(cfg.EventsPath, waiting)
-	if err != nil {
-		// Appending all again may repeat some (with their event_id),
-		// but loses none.
-		log.Warn("cannot tell which of the last scan's events the log holds; appending them all", "err", err)
+	unread := err != nil
+	if unread {
+		// Nothing can be appended to a log that cannot be read either:
+		// all wait, and the next scan looks from the same place.
+		log.Warn("cannot tell which of the last scan's events the log holds; they wait", "err", err)
 		carried = waiting.Events
 	}
 	events, err := newEvents(next.Scan.ID, baseID, resetReason, transitions, time.Now().UTC())
@@ -173,7 +174,9 @@ func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, reset
 	}
 	next.Outbox = nil
 	if len(pending) > 0 {
-		if next.Outbox, err = inventory.LogEnd(cfg.EventsPath); err != nil {
+		if unread {
+			next.Outbox = &inventory.Outbox{LogInode: waiting.LogInode, LogOffset: waiting.LogOffset, LogMark: waiting.LogMark}
+		} else if next.Outbox, err = inventory.LogEnd(cfg.EventsPath); err != nil {
 			// The append will fail too; the next scan looks everywhere.
 			log.Warn("cannot read the event log", "err", err)
 			next.Outbox = &inventory.Outbox{}
