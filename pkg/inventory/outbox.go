@@ -72,8 +72,11 @@ func CapOutbox(events []PendingEvent) ([]PendingEvent, int) {
 	return events, 0
 }
 
-// validate checks what Load relies on: every line one JSON object that
-// names its own event_id, short enough to append in one write.
+// validate checks what appending a line relies on: one line, short enough
+// for one write, shaped as a ds01-scan event that names its own event_id.
+// It does not parse the JSON (every reader of a large inventory would pay
+// for it): only a writer of the state directory can change a line, and
+// such a writer can already forge the inventory the events come from.
 func (p PendingEvent) validate() error {
 	switch {
 	case p.ID == "":
@@ -82,8 +85,10 @@ func (p PendingEvent) validate() error {
 		return fmt.Errorf("event %s: line of %d bytes", p.ID, len(p.Line))
 	case strings.ContainsAny(p.Line, "\n\r"):
 		return fmt.Errorf("event %s: line holds a line break", p.ID)
-	case !json.Valid([]byte(p.Line)) || !strings.HasPrefix(p.Line, "{"):
+	case !strings.HasPrefix(p.Line, "{") || !strings.HasSuffix(p.Line, "}"):
 		return fmt.Errorf("event %s: line is not a JSON object", p.ID)
+	case !strings.Contains(p.Line, `"source":"`+EventSource+`"`):
+		return fmt.Errorf("event %s: line is not an event of %s", p.ID, EventSource)
 	case !strings.Contains(p.Line, `"event_id":"`+p.ID+`"`):
 		return fmt.Errorf("event %s: line names another event", p.ID)
 	}

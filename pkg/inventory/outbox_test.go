@@ -238,6 +238,7 @@ func TestOutboxCorrupt(t *testing.T) {
 	}{
 		{"no event_id", Outbox{Events: []PendingEvent{{Line: ev[0].Line}}}, "no event_id"},
 		{"not JSON", Outbox{Events: []PendingEvent{{ID: ev[0].ID, Line: ev[0].Line[:40]}}}, "not a JSON object"},
+		{"another tool's event", Outbox{Events: []PendingEvent{{ID: ev[0].ID, Line: strings.Replace(ev[0].Line, `"source":"ds01-scan"`, `"source":"ds01-cli"`, 1)}}}, "not an event of ds01-scan"},
 		{"another event's line", Outbox{Events: []PendingEvent{{ID: ev[0].ID, Line: ev[1].Line}}}, "names another event"},
 		{"a line break", Outbox{Events: []PendingEvent{{ID: ev[0].ID, Line: ev[0].Line + "\n" + ev[1].Line}}}, "line break"},
 		{"too long", Outbox{Events: []PendingEvent{{ID: ev[0].ID, Line: ev[0].Line + strings.Repeat(" ", MaxEventLine)}}}, "bytes"},
