@@ -100,12 +100,13 @@ func churnReport(t *testing.T, line string) {
 	}
 }
 
-// churnTally counts lost and false transitions and other failures, printing
-// the first few of them one by one.
+// churnTally counts lost and false transitions, phantom events and other
+// failures, printing the first few of them one by one.
 type churnTally struct {
 	t        *testing.T
 	lost     int
 	spurious int
+	phantoms int
 	printed  int
 }
 
@@ -134,6 +135,15 @@ func (c *churnTally) falsely(format string, args ...any) {
 	c.t.Helper()
 	c.spurious++
 	c.errorf("FALSE: "+format, args...)
+}
+
+// phantom records an event that no saved inventory accounts for: of a scan
+// whose inventory was never saved, or beyond the transitions of its scan;
+// or, the log replayed, a workload that the inventory does not hold.
+func (c *churnTally) phantom(format string, args ...any) {
+	c.t.Helper()
+	c.phantoms++
+	c.errorf("PHANTOM: "+format, args...)
 }
 
 // churnEngineContainers returns every container on the engine: full ID →
@@ -178,10 +188,10 @@ func churnStartTicks(pid int) (uint64, error) {
 // its consumers do, and fails on every line that is not a whole event but
 // one of the torn lines allowed (offset → size without the newline): the
 // unfinished line of a writer killed mid-append, which must stand alone on
-// its line. Read run by run, a torn line that the next writer continued
-// hides: the next run's first event starts right after it, on the same
-// line, and a line reader loses both. want is how many events the runs
-// appended.
+// its line (the next scan that saves appends that event again, whole).
+// Read run by run, a torn line that the next writer continued hides: the
+// next run's first event starts right after it, on the same line, and a
+// line reader loses both. want is how many events the runs appended.
 func churnCheckWholeLog(tl *churnTally, path string, want int, torn map[int64]int) (bad int) {
 	tl.t.Helper()
 	evs, _, problems, err := readEvents(path, 0)
@@ -199,6 +209,81 @@ func churnCheckWholeLog(tl *churnTally, path string, want int, torn map[int64]in
 		tl.lose("%d of the %d events the scans appended cannot be read from the log line by line", want-len(evs), want)
 	}
 	return bad
+}
+
+// churnEventID returns an event's details.event_id, "" when it has none.
+func churnEventID(e event) string {
+	id, _ := e.Details["event_id"].(string)
+	return id
+}
+
+// churnReplayFigures are what churnCheckReplay finds besides phantoms and
+// losses, which it counts in the tally.
+type churnReplayFigures struct{ wrongStatus, duplicates, inconsistent int }
+
+// churnCheckReplay replays the whole event log from nothing, as a consumer
+// would (inventory.Replay), and compares it with the inventory on disk:
+// what the log says exists must be what the inventory holds (a phantom or
+// a loss otherwise), each container with its status; every event must
+// follow from those before it; no event_id may come twice, nor an event
+// lack one. torn is how many torn lines the log holds, which a reader
+// skips as lines that do not parse.
+func churnCheckReplay(tl *churnTally, s *scanner, torn int) churnReplayFigures {
+	tl.t.Helper()
+	var fig churnReplayFigures
+	inv, err := inventory.Load(s.state)
+	if err != nil {
+		tl.t.Fatalf("load the final inventory: %v", err)
+	}
+	f, err := os.Open(s.events)
+	if err != nil {
+		tl.t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := inventory.Replay(f)
+	if err != nil {
+		tl.t.Fatalf("replay the event log: %v", err)
+	}
+	d := r.Compare(inv)
+	for _, p := range d.Phantom {
+		tl.phantom("the log replayed holds %s, which the final inventory does not", p)
+	}
+	for _, l := range d.Lost {
+		tl.lose("the final inventory holds %s, which the log replayed does not", l)
+	}
+	for _, w := range d.WrongStatus {
+		fig.wrongStatus++
+		tl.errorf("WRONG STATUS: the log replayed and the final inventory disagree: %s", w)
+	}
+	for _, x := range r.Inconsistent {
+		fig.inconsistent++
+		tl.errorf("INCONSISTENT: the log replayed from its start: %s", x)
+	}
+	// Repeats counted from the whole lines, as the harness reads them, and
+	// held against what Replay dropped.
+	evs, _, _, err := readEvents(s.events, 0)
+	if err != nil {
+		tl.t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range evs {
+		switch id := churnEventID(e); {
+		case id == "":
+			tl.errorf("event without details.event_id: %s", e.line)
+		case seen[id]:
+			fig.duplicates++
+			tl.errorf("DUPLICATE: event_id %s comes again: %s", id, e.line)
+		default:
+			seen[id] = true
+		}
+	}
+	if r.Repeats != fig.duplicates {
+		tl.errorf("inventory.Replay dropped %d repeated events; the log holds %d", r.Repeats, fig.duplicates)
+	}
+	if r.Unparsable != torn {
+		tl.errorf("inventory.Replay skipped %d lines that do not parse; the log holds %d torn lines", r.Unparsable, torn)
+	}
+	return fig
 }
 
 // ---- Snapshots and transitions ---------------------------------------------

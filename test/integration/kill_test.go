@@ -32,16 +32,34 @@ type killRun struct {
 	// base is the inventory on disk when the run started, snap the one it
 	// saved (nil: it saved none), want the one the standing world dictates.
 	base, snap, want *churnSnap
+	// outbox lists the event_ids in the outbox of the inventory it saved,
+	// in order.
+	outbox []string
 }
 
 // killFigures are what TestKillAnywhere reports.
 type killFigures struct {
-	kills, killed, beforeSave, afterSave, eventsThenKilled, completed int
-	tempLeftovers, corrupt, tornTails                                 int
-	expected, logged, duplicates, superseded, orphans                 int
+	kills, killed, beforeSave, afterSave int
+	tempLeftovers, corrupt, tornTails    int
+	expected, logged                     int
+	// carried counts the events appended by a later run than the one whose
+	// scan computed them.
+	carried int
+	replay  churnReplayFigures
 	// byHow counts the kills by how they were made, and landed those
 	// that found the scanner running.
 	byHow, landed map[string]int
+}
+
+// killScan is a scan whose inventory was saved, and what the runs have
+// appended of its events.
+type killScan struct {
+	// run is the run that saved it.
+	run        int
+	base, snap *churnSnap
+	// want is every transition from base to snap; logged those of its
+	// events the runs appended.
+	want, logged churnBag
 }
 
 // killHarness runs the scanner, kills it, and checks what is on disk after
@@ -56,8 +74,11 @@ type killHarness struct {
 	// offset → size.
 	tornLines map[int64]int
 	runs      []killRun
-	scanIDs   map[string]int
-	fig       killFigures
+	// scans are the saved scans by ID; unlogged the event_ids of their
+	// events that the log does not hold whole yet, oldest first.
+	scans    map[string]*killScan
+	unlogged []string
+	fig      killFigures
 }
 
 // run runs the scanner as plan says with the world standing still, and
@@ -76,7 +97,9 @@ func (h *killHarness) run(how string, plan churnPlan) killRun {
 		if p.torn && r.killed {
 			// Linux may cut a write(2) short at a page boundary when
 			// SIGKILL arrives: allowed if the next writer leaves the
-			// torn line alone on its line (churnCheckWholeLog).
+			// torn line alone on its line (churnCheckWholeLog). The torn
+			// event is not in the log: the next scan that saves appends
+			// it again, whole.
 			h.fig.tornTails++
 			h.tornLines[p.offset] = p.size
 			continue
@@ -87,6 +110,7 @@ func (h *killHarness) run(how string, plan churnPlan) killRun {
 	case r.loadErr == nil:
 		if h.current == nil || r.inv.Scan.ID != h.current.ID {
 			kr.snap = churnSnapOf(r.inv)
+			kr.outbox = killOutboxIDs(r.inv)
 			h.current = kr.snap
 		}
 	case errors.Is(r.loadErr, fs.ErrNotExist) && h.current == nil:
@@ -98,20 +122,14 @@ func (h *killHarness) run(how string, plan churnPlan) killRun {
 	if how != "clean" {
 		h.fig.kills++
 		h.fig.byHow[how]++
-		switch {
-		case r.killed:
+		if r.killed {
 			h.fig.killed++
 			h.fig.landed[how]++
 			if kr.snap != nil {
 				h.fig.afterSave++
 			} else {
 				h.fig.beforeSave++
-				if len(r.events) > 0 {
-					h.fig.eventsThenKilled++
-				}
 			}
-		case r.err == nil:
-			h.fig.completed++
 		}
 	}
 	if !r.killed && r.err == nil && kr.snap == nil {
@@ -135,57 +153,88 @@ func (h *killHarness) run(how string, plan churnPlan) killRun {
 	return kr
 }
 
-// checkEvents: every event of one run names one scan, new to the log, and
-// the inventory the run started from. A run that saved logged exactly the
-// transitions from that inventory to the one it saved, which must be what
-// the world dictates; a run killed before saving logged only transitions of
-// the driver's workloads that the world allowed.
+// killOutboxIDs lists the event_ids in inv's outbox, in order.
+func killOutboxIDs(inv *inventory.Inventory) []string {
+	if inv.Outbox == nil {
+		return nil
+	}
+	ids := make([]string, len(inv.Outbox.Events))
+	for i, e := range inv.Outbox.Events {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
+// checkEvents checks what run n appended. A run that saved no inventory
+// appended nothing. A run that saved wrote in its inventory's outbox the
+// events of earlier saved scans that the log did not hold whole yet, in
+// order, then its own, numbered from 1; then it appended that outbox in
+// order, all of it unless it was killed: first those carried events, each
+// a transition of its scan that the log still lacked, with that scan's
+// base_scan_id, then its own, with the inventory it started from as base.
+// After a run that completed, the log lacks no saved scan's event. The
+// inventory a run saved must be what the world dictates.
 func (h *killHarness) checkEvents(n int, kr killRun) {
 	tl := h.tl
 	tl.t.Helper()
-	scanID := ""
-	var got []churnTrans
-	for _, e := range kr.r.events {
-		switch {
-		case scanID == "":
-			scanID = e.ScanID
-			if prev, ok := h.scanIDs[scanID]; ok {
-				tl.falsely("run %d logged events of scan %s, already logged by run %d", n, scanID, prev)
-			}
-			h.scanIDs[scanID] = n
-		case e.ScanID != scanID:
-			tl.falsely("run %d logged events of two scans, %s and %s", n, scanID, e.ScanID)
-		}
-		if e.BaseScanID != kr.base.id() {
-			tl.falsely("run %d started from inventory %q but logged base_scan_id %q: %s", n, kr.base.id(), e.BaseScanID, e.line)
-		}
-		if e.EventType == inventory.EventInventoryReset {
-			tl.falsely("run %d found the inventory unreadable: %s", n, e.line)
-		}
-		got = append(got, churnTransOf(e))
-	}
 	if kr.snap == nil {
-		var mine []churnTrans
-		for _, x := range got {
-			if h.w.subjects[x.Subject] {
-				mine = append(mine, x)
-			}
-		}
-		allowed := churnBagOf(churnDiff(kr.base, kr.want))
-		for _, x := range churnBagOf(mine).minus(allowed) {
-			tl.falsely("run %d, killed before saving, logged %s, which the world did not allow", n, x)
+		for _, e := range kr.r.events {
+			tl.phantom("run %d (%s, killed: %v) saved no inventory but appended %s", n, kr.how, kr.r.killed, e.line)
 		}
 		return
 	}
-	if scanID != "" && scanID != kr.snap.ID {
-		tl.falsely("run %d saved scan %s but logged events of scan %s", n, kr.snap.ID, scanID)
+	diff := churnDiff(kr.base, kr.snap)
+	own := &killScan{run: n, base: kr.base, snap: kr.snap, want: churnBagOf(diff), logged: churnBag{}}
+	h.scans[kr.snap.ID] = own
+
+	wantOutbox := slices.Clone(h.unlogged)
+	for i := range diff {
+		wantOutbox = append(wantOutbox, inventory.EventID(kr.snap.ID, i+1))
 	}
-	have, want := churnBagOf(got), churnBagOf(churnDiff(kr.base, kr.snap))
-	for _, x := range want.minus(have) {
-		tl.lose("run %d (killed: %v): the inventory records %s but the log does not", n, kr.r.killed, x)
+	if !slices.Equal(kr.outbox, wantOutbox) {
+		tl.errorf("run %d (%s) saved the outbox %v; want the events the log lacked, %v, then its own %d", n, kr.how, kr.outbox, h.unlogged, len(wantOutbox)-len(h.unlogged))
 	}
-	for _, x := range have.minus(want) {
-		tl.falsely("run %d (killed: %v): the log says %s but the inventory does not change so", n, kr.r.killed, x)
+	var ids []string
+	for _, e := range kr.r.events {
+		ids = append(ids, churnEventID(e))
+	}
+	if len(ids) > len(kr.outbox) || !slices.Equal(ids, kr.outbox[:len(ids)]) {
+		tl.errorf("run %d (%s) appended the events %v: not the start of the outbox it saved, %v", n, kr.how, ids, kr.outbox)
+	}
+	h.unlogged = slices.DeleteFunc(slices.Clone(kr.outbox), func(id string) bool { return slices.Contains(ids, id) })
+
+	ownSeen := false
+	for _, e := range kr.r.events {
+		sc := h.scans[e.ScanID]
+		switch {
+		case sc == nil:
+			tl.phantom("run %d (%s) appended an event of scan %s, whose inventory no run saved: %s", n, kr.how, e.ScanID, e.line)
+			continue
+		case sc == own:
+			ownSeen = true
+		default:
+			h.fig.carried++
+			if ownSeen {
+				tl.errorf("run %d (%s) appended an event of the earlier scan %s (run %d) after its own: %s", n, kr.how, e.ScanID, sc.run, e.line)
+			}
+		}
+		if e.BaseScanID != sc.base.id() {
+			tl.falsely("scan %s (run %d) started from inventory %q, but run %d appended an event of it with base_scan_id %q: %s", e.ScanID, sc.run, sc.base.id(), n, e.BaseScanID, e.line)
+		}
+		if e.EventType == inventory.EventInventoryReset {
+			tl.errorf("scan %s (run %d) found the inventory unreadable: %s", e.ScanID, sc.run, e.line)
+		}
+		x := churnTransOf(e)
+		if sc.logged[x]++; sc.logged[x] > sc.want[x] {
+			tl.phantom("run %d (%s) appended %s of scan %s (run %d), which that scan's inventory does not change so, or which the log holds already: %s", n, kr.how, x, e.ScanID, sc.run, e.line)
+		}
+	}
+	if !kr.r.killed && kr.r.err == nil {
+		for _, sc := range append(h.savedScans(), own) {
+			if missing := sc.want.minus(sc.logged); len(missing) > 0 {
+				tl.errorf("run %d (%s) completed, but the log lacks %d transitions of scan %s (run %d): %v", n, kr.how, len(missing), sc.snap.ID, sc.run, missing)
+			}
+		}
 	}
 	for _, x := range churnDiff(kr.base, kr.want) {
 		if h.w.subjects[x.Subject] {
@@ -193,6 +242,72 @@ func (h *killHarness) checkEvents(n int, kr killRun) {
 		}
 	}
 	h.checkTruth(n, kr)
+}
+
+// savedScans returns the scans saved by the runs so far, in order.
+func (h *killHarness) savedScans() []*killScan {
+	var out []*killScan
+	for _, kr := range h.runs {
+		if kr.snap != nil {
+			out = append(out, h.scans[kr.snap.ID])
+		}
+	}
+	return out
+}
+
+// checkLog reads the whole log after the final scan, from its start, as
+// its consumers read it (all are the events the runs appended, in order),
+// and checks that it holds them and nothing else; that every transition
+// of every saved scan is there; and that each scan's events come in their
+// order, numbered from 1, the scans in the order they saved. It returns
+// the events.
+func (h *killHarness) checkLog(all []event) []event {
+	tl := h.tl
+	tl.t.Helper()
+	evs, _, _, err := readEvents(h.s.events, 0)
+	if err != nil {
+		tl.t.Fatal(err)
+	}
+	for i := range min(len(evs), len(all)) {
+		if evs[i].line != all[i].line {
+			tl.errorf("event %d of the log read whole is %s, but the runs appended %s there", i, evs[i].line, all[i].line)
+			break
+		}
+	}
+	if len(evs) > len(all) {
+		tl.errorf("the log read whole holds %d events, the runs appended %d", len(evs), len(all))
+	}
+	for _, sc := range h.savedScans() {
+		kr := h.runs[sc.run]
+		for _, x := range sc.want.minus(sc.logged) {
+			tl.lose("scan %s (run %d, %s, killed: %v): the inventory records %s, but the log does not", sc.snap.ID, sc.run, kr.how, kr.r.killed, x)
+		}
+	}
+	seen := map[string]bool{}
+	next := map[string]int{}
+	lastRun := -1
+	for _, e := range evs {
+		id := churnEventID(e)
+		sc := h.scans[e.ScanID]
+		if sc == nil || seen[id] {
+			// A phantom, judged as it was appended, or a repeat,
+			// counted by churnCheckReplay.
+			continue
+		}
+		seen[id] = true
+		if h.w.subjects[churnTransOf(e).Subject] {
+			h.fig.logged++
+		}
+		next[e.ScanID]++
+		if want := inventory.EventID(e.ScanID, next[e.ScanID]); id != want {
+			tl.errorf("the log holds %s where %s should be: %s", id, want, e.line)
+		}
+		if sc.run < lastRun {
+			tl.errorf("an event of scan %s (run %d) follows one of run %d's scan: %s", e.ScanID, sc.run, lastRun, e.line)
+		}
+		lastRun = max(lastRun, sc.run)
+	}
+	return evs
 }
 
 // checkTruth compares a saved inventory with what the world dictates, for
@@ -295,27 +410,61 @@ func (m *killTimer) adapt(kr killRun) {
 }
 
 // killPoint is a call at which strace kills the scanner, on entry: the last
-// instant before the call takes effect. Together they are the steps by which
-// a scan reads and changes the log, the inventory and its directory; the
-// temporary file's name is random, so its write and flush are left to the
-// stretched kills. at-state-write never fires on a scanner that saves
-// through a temporary file.
+// instant before the call takes effect. In the order a scan reaches them:
+// loading the inventory; the first read of the event log (by
+// inventory.Unlogged, looking for the last scan's events, or by LogEnd when
+// there are none); the rename of the save and its directory's fsync; the
+// open of the log to append, reached as the second close of the state
+// directory (the first ends the save's sweep of leftover temporary files,
+// the second its fsync), since strace cannot tell that open from the reads
+// before the save; each of the first four writes of events; and the log's
+// fsync. The temporary file's name is random, so its write and fsync are
+// left to the stretched kills. at-state-write never fires on a scanner that
+// saves through a temporary file: if it does, the inventory was written in
+// place.
 type killPoint struct {
 	name  string
 	calls string
-	// when is drawn from 1..maxWhen: the call's occurrence (per thread).
-	maxWhen int
-	path    func(s *scanner) string
+	// when is drawn from minWhen..maxWhen: the call's occurrence (per
+	// thread).
+	minWhen, maxWhen int
+	path             func(s *scanner) string
+	// lands is where a kill here leaves the scan: before its save, after
+	// it, or nowhere (it must not fire).
+	lands string
 }
 
+const (
+	landsBeforeSave = "before the save"
+	landsAfterSave  = "after the save"
+	landsNever      = "never"
+)
+
 var killPoints = []killPoint{
-	{"at-load", "open,openat", 1, func(s *scanner) string { return s.state }},
-	{"at-log-open", "open,openat", 1, func(s *scanner) string { return s.events }},
-	{"at-event-write", "write,writev,pwrite64", 4, func(s *scanner) string { return s.events }},
-	{"at-log-fsync", "fsync,fdatasync", 1, func(s *scanner) string { return s.events }},
-	{"at-state-write", "write,writev,pwrite64,ftruncate", 1, func(s *scanner) string { return s.state }},
-	{"at-rename", "rename,renameat,renameat2", 1, func(s *scanner) string { return s.state }},
-	{"at-dir-fsync", "fsync,fdatasync", 1, func(s *scanner) string { return s.dir }},
+	{"at-load", "open,openat", 1, 1, func(s *scanner) string { return s.state }, landsBeforeSave},
+	{"at-log-read", "open,openat", 1, 1, func(s *scanner) string { return s.events }, landsBeforeSave},
+	{"at-state-write", "write,writev,pwrite64,ftruncate", 1, 1, func(s *scanner) string { return s.state }, landsNever},
+	{"at-rename", "rename,renameat,renameat2", 1, 1, func(s *scanner) string { return s.state }, landsBeforeSave},
+	{"at-dir-fsync", "fsync,fdatasync", 1, 1, func(s *scanner) string { return s.dir }, landsAfterSave},
+	{"at-log-open", "close", 2, 2, func(s *scanner) string { return s.dir }, landsAfterSave},
+	{"at-event-write", "write,writev,pwrite64", 1, 4, func(s *scanner) string { return s.events }, landsAfterSave},
+	{"at-log-fsync", "fsync,fdatasync", 1, 1, func(s *scanner) string { return s.events }, landsAfterSave},
+}
+
+// checkLanding checks that a kill at p left the scan on the side of its
+// save that p is on.
+func (h *killHarness) checkLanding(p killPoint, kr killRun) {
+	h.tl.t.Helper()
+	n := len(h.runs) - 1
+	switch {
+	case !kr.r.killed:
+	case p.lands == landsNever:
+		h.tl.errorf("run %d was killed %s: the scanner wrote or truncated %s in place", n, p.name, h.s.state)
+	case p.lands == landsBeforeSave && kr.snap != nil:
+		h.tl.errorf("run %d was killed %s, %s, yet saved an inventory", n, p.name, p.lands)
+	case p.lands == landsAfterSave && kr.snap == nil:
+		h.tl.errorf("run %d was killed %s, %s, yet saved no inventory", n, p.name, p.lands)
+	}
 }
 
 // TestKillAnywhere SIGKILLs ds01-scan at random points of its run (seeded;
@@ -326,33 +475,49 @@ var killPoints = []killPoint{
 // stretched (the same, under strace holding the scanner 20 ms at every
 // write, flush and rename, so that the steps of a save, microseconds apart
 // on a fast disk, are as likely a place to die as any other); or at a call
-// (strace kills it on entering a chosen write, flush, open or rename of the
-// inventory, its directory or the event log). The last two need strace.
-// The world stands still while a scan runs, so the truth of each run is
-// exact. After every kill:
+// (strace kills it on entering a chosen open, write, flush, rename or close
+// of the inventory, its directory or the event log: killPoints). The last
+// two need strace. The world stands still while a scan runs, so the truth
+// of each run is exact.
+//
+// A scan saves its inventory with its events in the inventory's outbox,
+// then appends them to the log; the next scan appends those the log lacks
+// (a kill after the save, before or during the append) before its own. So
+// the events of a scan reach the log if and only if its inventory was
+// saved, each once, perhaps by a later run. After every run:
 //
 //   - the inventory loads with inventory.Load, the old one or the new one
 //     (missing only before the first complete scan);
 //   - the event log holds only whole JSON lines, each ending in a newline,
 //     but for the last line of a run killed mid-append: Linux may cut a
 //     write(2) short at a page boundary when SIGKILL arrives (see
-//     TestKillEventAppend). Such a torn line must stay alone on its line:
-//     read whole at the end, as consumers read it, every other line is a
-//     whole event and every event the runs appended is there;
+//     TestKillEventAppend). Such a torn line must stay alone on its line,
+//     and the next scan that saves appends its event again, whole: read
+//     whole at the end, as consumers read it, every other line is a whole
+//     event and every event the runs appended is there;
 //   - the state directory holds the inventory, the lock and at most
 //     .workload-inventory.json.tmp-* leftovers, which a completed scan
 //     removes;
-//   - the events of the run name one new scan and, as base_scan_id, the
-//     inventory the run started from; if the run saved, they are exactly the
-//     transitions to its inventory, and that inventory is the truth; if it
-//     did not, they are transitions the world allowed.
+//   - a run that saved no inventory appended nothing at all. A run that
+//     saved appended a prefix (all, unless it was killed) of the outbox it
+//     saved, which holds, in order, the events of earlier saved scans that
+//     the log did not hold whole (carried: their own scan_id and
+//     base_scan_id, each a transition of that scan the log lacked), then
+//     its own, numbered from 1, with the inventory it started from as
+//     base_scan_id. After a run that completed, the log lacks no event of
+//     any saved scan. The inventory it saved is the truth;
+//   - a kill at a call lands on the side of the save that the call is on.
 //
-// After a final clean scan: the inventory holds exactly `docker ps -a`;
-// every container that exists has a discovered event, and every one removed
-// after it was in a saved inventory a removed event; the same discovery or
-// removal is logged twice only under the same base_scan_id (the repeat
-// DESIGN.md allows after a crash); no event names a container or process
-// that never existed.
+// After a final clean scan, over the whole log: every event is of a scan
+// whose inventory was saved; the events of each saved scan are exactly the
+// transitions from the inventory it started from to the one it saved (none
+// lost, none more), numbered from 1 in the order they come, the scans in
+// the order they saved; no event_id comes twice; replayed from nothing
+// (inventory.Replay), the log gives exactly the final inventory's
+// containers, each with its status, and host processes, and every event
+// follows from those before it; the inventory holds exactly `docker ps -a`;
+// no event names a container or process that never existed. Any phantom,
+// loss, wrong status, repeat or inconsistency fails the test.
 func TestKillAnywhere(t *testing.T) {
 	s := newChurnScanner(t)
 	seed := churnSeed(t)
@@ -366,7 +531,7 @@ func TestKillAnywhere(t *testing.T) {
 		}
 	})
 	tl := &churnTally{t: t}
-	h := &killHarness{tl: tl, w: w, s: s, log: newEventLog(s.events), scanIDs: map[string]int{}, tornLines: map[int64]int{},
+	h := &killHarness{tl: tl, w: w, s: s, log: newEventLog(s.events), scans: map[string]*killScan{}, tornLines: map[int64]int{},
 		fig: killFigures{byHow: map[string]int{}, landed: map[string]int{}}}
 
 	for i := range 10 {
@@ -405,7 +570,8 @@ func TestKillAnywhere(t *testing.T) {
 		choice := w.rng.IntN(kinds)
 		if choice == len(timers) {
 			p := killPoints[w.rng.IntN(len(killPoints))]
-			h.run(p.name, churnAtCall(strace, p.calls, 1+w.rng.IntN(p.maxWhen), p.path(s)))
+			when := p.minWhen + w.rng.IntN(p.maxWhen-p.minWhen+1)
+			h.checkLanding(p, h.run(p.name, churnAtCall(strace, p.calls, when, p.path(s))))
 			continue
 		}
 		m := timers[choice]
@@ -423,109 +589,14 @@ func TestKillAnywhere(t *testing.T) {
 	}
 
 	var all []event
-	committed := map[string]bool{}
 	for _, kr := range h.runs {
 		all = append(all, kr.r.events...)
-		if kr.snap != nil {
-			for id := range kr.snap.Containers {
-				committed[id] = true
-			}
-		}
 	}
-
-	// The events of a run killed before saving are recognisable: the next
-	// run that saved started from the same inventory, so its events carry
-	// the same base_scan_id. They are repeated there (a duplicate) or, when
-	// the world changed back in between, not (superseded).
-	for i, kr := range h.runs {
-		if kr.snap != nil || len(kr.r.events) == 0 {
-			continue
-		}
-		j := i + 1
-		for j < len(h.runs) && h.runs[j].snap == nil {
-			j++
-		}
-		if j == len(h.runs) || h.runs[j].base.id() != kr.base.id() {
-			tl.errorf("run %d was killed after logging, and no later run started from its base %q", i, kr.base.id())
-			continue
-		}
-		next := map[churnTrans]bool{}
-		for _, e := range h.runs[j].r.events {
-			next[churnTransOf(e)] = true
-		}
-		for _, e := range kr.r.events {
-			if next[churnTransOf(e)] {
-				h.fig.duplicates++
-			} else {
-				h.fig.superseded++
-			}
-		}
-	}
-
-	// Discoveries and removals happen once; logged twice, they must share
-	// their base_scan_id.
-	bases := map[churnTrans][]string{}
-	bySubject := map[string][]event{}
-	for _, e := range all {
-		x := churnTransOf(e)
-		bySubject[x.Subject] = append(bySubject[x.Subject], e)
-		if w.subjects[x.Subject] {
-			h.fig.logged++
-		}
-		switch e.EventType {
-		case discovered, removed, inventory.EventHostProcessDiscovered, inventory.EventHostProcessExited:
-			bases[x] = append(bases[x], e.BaseScanID)
-		}
-	}
-	for x, bs := range bases {
-		if len(bs) > 1 && slices.ContainsFunc(bs, func(b string) bool { return b != bs[0] }) {
-			tl.falsely("%s logged %d times from different inventories (base_scan_id %q): not a recognisable crash repeat", x, len(bs), bs)
-		}
-	}
-	for _, c := range w.containers {
-		types := map[string]int{}
-		for _, e := range bySubject[churnContainerSubject(c.id)] {
-			types[e.EventType]++
-		}
-		switch {
-		case !c.gone && types[discovered] == 0:
-			tl.lose("container exists at the end but was never discovered: %s", c.history())
-		case c.gone && committed[c.id] && types[removed] == 0:
-			tl.lose("container was in a saved inventory, then removed, but no removed event: %s", c.history())
-		case !c.gone && types[removed] > 0:
-			tl.falsely("removed event for a container that exists: %s", c.history())
-		case c.gone && !committed[c.id] && types[discovered] > 0 && types[removed] == 0:
-			// Discovered only by scans killed before saving, removed
-			// before a scan saved it: recognisable (its base_scan_id was
-			// reused), but a reader that keeps every event sees it live.
-			h.fig.orphans++
-		}
-	}
-	committedProcs := map[inventory.ProcessKey]bool{}
-	for _, kr := range h.runs {
-		if kr.snap != nil {
-			for k := range kr.snap.Hosts {
-				committedProcs[k] = true
-			}
-		}
-	}
-	for _, p := range w.procs {
-		types := map[string]int{}
-		for _, e := range bySubject[churnProcSubject(p.key)] {
-			types[e.EventType]++
-		}
-		switch {
-		case p.off && committedProcs[p.key] && types[inventory.EventHostProcessExited] == 0:
-			tl.lose("host process was a workload in a saved inventory, then left the GPU, but no exited event: %s", p.history())
-		case !p.off && committedProcs[p.key] && types[inventory.EventHostProcessDiscovered] == 0:
-			tl.lose("host process is a workload at the end but was never discovered: %s", p.history())
-		case p.off && !committedProcs[p.key] && types[inventory.EventHostProcessDiscovered] > 0 && types[inventory.EventHostProcessExited] == 0:
-			h.fig.orphans++
-		}
-	}
-	churnCheckSubjects(tl, w, all)
+	evs := h.checkLog(all)
+	churnCheckSubjects(tl, w, evs)
 	churnCheckFinal(tl, w, final.snap)
 	badLines := churnCheckWholeLog(tl, s.events, len(all), h.tornLines)
+	h.fig.replay = churnCheckReplay(tl, s, len(h.tornLines))
 
 	f := h.fig
 	var how []string
@@ -533,11 +604,13 @@ func TestKillAnywhere(t *testing.T) {
 		how = append(how, fmt.Sprintf("%s:%d/%d", name, f.landed[name], n))
 	}
 	sort.Strings(how)
-	churnReport(t, fmt.Sprintf("kill: seed=%d kills=%d mid_scan=%d before_save=%d after_save=%d events_then_killed=%d completed_before_kill=%d "+
-		"temp_leftovers=%d corrupt=%d torn_tails=%d transitions_expected=%d transitions_logged=%d lost=%d false=%d duplicates_allowed=%d superseded=%d orphans=%d "+
+	churnReport(t, fmt.Sprintf("kill: seed=%d kills=%d mid_scan=%d before_save=%d after_save=%d "+
+		"temp_leftovers=%d corrupt=%d torn_tails=%d transitions_expected=%d transitions_logged=%d carried=%d "+
+		"phantom=%d lost=%d wrong_status=%d duplicates=%d inconsistent=%d false=%d "+
 		"bad_lines=%d typical_scan=%v landed_by_kind=%s",
-		seed, f.kills, f.killed, f.beforeSave, f.afterSave, f.eventsThenKilled, f.completed,
-		f.tempLeftovers, f.corrupt, f.tornTails, f.expected, f.logged, tl.lost, tl.spurious, f.duplicates, f.superseded, f.orphans,
+		seed, f.kills, f.killed, f.beforeSave, f.afterSave,
+		f.tempLeftovers, f.corrupt, f.tornTails, f.expected, f.logged, f.carried,
+		tl.phantoms, tl.lost, f.replay.wrongStatus, f.replay.duplicates, f.replay.inconsistent, tl.spurious,
 		badLines, timers[0].typical.Round(time.Millisecond), strings.Join(how, ",")))
 	// A harness whose kills all miss the scan tests nothing.
 	if f.killed < f.kills/4 {
@@ -556,7 +629,8 @@ func TestKillAnywhere(t *testing.T) {
 // cut there. That cannot be helped; what must hold is that the torn line
 // stays alone on its line and the next event is whole: otherwise a line
 // reader loses the next scan's event too. (The torn event itself is not
-// lost: its scan was killed before saving, so the next scan logs it again.)
+// lost: its scan saved it in its inventory's outbox before appending, and
+// the next scan, finding no whole line of it, appends it again.)
 func TestKillEventAppend(t *testing.T) {
 	if path := os.Getenv("DS01_KILL_APPEND_LOG"); path != "" {
 		killAppendForever(t, path)
