@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,6 +139,31 @@ func (l *EventLog) appendLine(line []byte) error {
 	}
 	l.torn = false
 	return nil
+}
+
+// tornEventID returns the event_id of the log's torn last line when that
+// line is a whole JSON event but its newline; "" otherwise.
+func (l *EventLog) tornEventID() string {
+	if !l.torn {
+		return ""
+	}
+	st, err := l.f.Stat()
+	if err != nil {
+		return ""
+	}
+	start := max(0, st.Size()-MaxEventLine)
+	tail := make([]byte, st.Size()-start)
+	if _, err := l.f.ReadAt(tail, start); err != nil {
+		return ""
+	}
+	i := bytes.LastIndexByte(tail, '\n')
+	if i < 0 && start > 0 {
+		return "" // longer than any event
+	}
+	if line := tail[i+1:]; json.Valid(line) {
+		return eventIDOf(line)
+	}
+	return ""
 }
 
 // Sync flushes appended events to stable storage.

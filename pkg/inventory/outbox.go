@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -320,6 +321,20 @@ func AppendLines(path string, events []PendingEvent) error {
 		return err
 	}
 	defer l.Close()
+	// A kill can cut a line just before its newline: the event is whole,
+	// and Unlogged, which counts only ended lines, hands it back. The
+	// newline that ends the torn line makes it whole, so it is not written
+	// again.
+	if id := l.tornEventID(); id != "" {
+		if i := slices.IndexFunc(events, func(e PendingEvent) bool { return e.ID == id }); i >= 0 {
+			events = slices.Delete(slices.Clone(events), i, i+1)
+			if len(events) == 0 {
+				if err := l.appendLine(nil); err != nil { // the newline alone
+					return err
+				}
+			}
+		}
+	}
 	for _, e := range events {
 		if err := l.appendLine(append([]byte(e.Line), '\n')); err != nil {
 			return err

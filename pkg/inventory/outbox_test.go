@@ -284,3 +284,43 @@ func ExampleUnlogged() {
 	fmt.Println(len(before), len(after))
 	// Output: 1 0
 }
+
+// TestAppendLinesAfterWholeTornLine: a kill that cut a line just before
+// its newline left the event whole; Unlogged hands it back (the line is not
+// ended), and the append ends it rather than writing it again.
+func TestAppendLinesAfterWholeTornLine(t *testing.T) {
+	ev := outboxEvents(2)
+	for _, tc := range []struct {
+		name    string
+		pending []PendingEvent
+	}{
+		{"more to append", ev},
+		{"nothing else to append", ev[:1]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.jsonl")
+			appendRaw(t, path, "{\"event_type\":\"older\"}\n")
+			ob := outboxAt(t, path, tc.pending)
+			appendRaw(t, path, ev[0].Line)
+			unlogged, err := Unlogged(path, ob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(unlogged) != len(tc.pending) {
+				t.Fatalf("unlogged %d, want all %d (the torn line is not ended)", len(unlogged), len(tc.pending))
+			}
+			if err := AppendLines(path, unlogged); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(path)
+			want := "{\"event_type\":\"older\"}\n" + lineOf(ev[0])
+			if len(tc.pending) > 1 {
+				want += lineOf(ev[1])
+			}
+			if string(data) != want {
+				t.Errorf("log:\n%s\nwant:\n%s", data, want)
+			}
+			wantUnlogged(t, path, ob, nil)
+		})
+	}
+}
