@@ -28,7 +28,8 @@ type Event struct {
 	// Timestamp is UTC with a Z, at most microsecond precision.
 	Timestamp string `json:"timestamp"`
 	EventType string `json:"event_type"`
-	// User is omitted when the event concerns no known user.
+	// User is the workload's user ("unknown" included); omitted from
+	// events about no workload.
 	User          string         `json:"user,omitempty"`
 	Source        string         `json:"source"`
 	Details       map[string]any `json:"details"`
@@ -178,7 +179,8 @@ func (l *EventLog) Sync() error {
 func (l *EventLog) Close() error { return l.f.Close() }
 
 // essentialDetails are kept when an event must be cut to its bones.
-var essentialDetails = []string{"event_id", "container_id", "container_id_short", "type", "status", "pid", "start_ticks", "source", "scan_id", "base_scan_id", "from", "to"}
+var essentialDetails = []string{"event_id", "container_id", "container_id_full", "name", "container", "origin", "has_gpu", "type", "status",
+	"old_status", "new_status", "pid", "start_ticks", "source", "scan_id", "base_scan_id", "from", "to"}
 
 // EncodeEvent returns e as one newline-terminated JSON line shorter than
 // MaxEventLine, truncating details when needed.
@@ -282,9 +284,17 @@ func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) 
 	switch {
 	case t.Container != nil:
 		c := t.Container
-		d["container_id"] = c.ID
-		d["container_id_short"] = ShortID(c.ID)
+		// The lab's consumers pair a container's events by container_id,
+		// in the 12-character form its earlier scanner and docker ps use.
+		d["container_id"] = ShortID(c.ID)
+		d["container_id_full"] = c.ID
 		d["name"] = c.Name
+		d["container"] = c.Name
+		d["origin"] = Origin(c.Type)
+		d["has_gpu"] = c.GPU.Declared || c.GPUAccess == AccessInUse || c.GPUAccess == AccessUndeclared
+		if t.Type == EventContainerStatusChanged {
+			d["old_status"], d["new_status"] = t.From, t.To
+		}
 		d["type"] = c.Type
 		d["image"] = c.Image
 		d["status"] = c.Status
@@ -301,19 +311,21 @@ func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) 
 		if c.ExitCode != nil && c.Status == "exited" {
 			d["exit_code"] = *c.ExitCode
 		}
-		e.User = eventUser(c.User)
+		e.User = c.User
 	case t.Process != nil:
 		p := t.Process
 		d["pid"] = p.PID
 		d["start_ticks"] = p.StartTicks
 		d["type"] = p.Type
-		d["command"] = p.Command
+		d["cmdline"] = p.Command
 		d["gpus"] = nonNil(p.GPUs)
+		d["gpu_uuid"] = t.GPUUUID
 		if p.GPUMemoryBytes != nil {
 			d["gpu_memory_bytes"] = *p.GPUMemoryBytes
+			d["gpu_memory_mb"] = *p.GPUMemoryBytes >> 20
 		}
 		d["user_source"] = p.UserSource
-		e.User = eventUser(p.User)
+		e.User = p.User
 	case t.Source != "":
 		d["source"] = t.Source
 		if t.Error != "" {
@@ -323,20 +335,20 @@ func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) 
 	return e
 }
 
-// eventUser leaves out users that say nothing: the envelope omits the user
-// when it is unknown to the event.
-func eventUser(u string) string {
-	if u == "unknown" {
-		return ""
-	}
-	return u
-}
-
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
 	}
 	return s
+}
+
+// Origin is the lab's name for a container type: its earlier scanner wrote
+// "compose" where ds01 says docker-compose; the others are the same.
+func Origin(containerType string) string {
+	if containerType == TypeDockerCompose {
+		return "compose"
+	}
+	return containerType
 }
 
 // ShortID returns the 12-character form of a container ID.

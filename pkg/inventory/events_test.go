@@ -128,7 +128,9 @@ func TestEncodeEventUserOmitted(t *testing.T) {
 		wantUser any // nil: key absent
 	}{
 		{"empty", "", nil},
-		{"unknown", "unknown", nil},
+		// A workload's event carries its user, unknown included, as the
+		// lab's writer keeps it; only an empty one is left out.
+		{"unknown", "unknown", "unknown"},
 		{"named", "alice", "alice"},
 		{"uid without a name", "uid:1234", "uid:1234"},
 		{"root", "root", "root"},
@@ -205,11 +207,11 @@ func TestEncodeEventTruncates(t *testing.T) {
 		keep map[string]string // details that must survive whole
 	}{
 		{"1 MiB name and 100 detected labels", Transition{Type: EventContainerDiscovered, Container: &big},
-			map[string]string{"container_id": big.ID, "container_id_short": big.ID[:12], "type": TypeDevcontainer, "status": "exited"}},
+			map[string]string{"container_id": big.ID[:12], "container_id_full": big.ID, "type": TypeDevcontainer, "status": "exited"}},
 		{"escape-heavy strings everywhere", Transition{Type: EventContainerStatusChanged, Container: &hostile, From: "created", To: "running"},
-			map[string]string{"container_id": hostile.ID, "container_id_short": hostile.ID[:12], "from": "created", "to": "running"}},
+			map[string]string{"container_id": hostile.ID[:12], "container_id_full": hostile.ID, "from": "created", "to": "running"}},
 		{"forged detected labels full of HTML-escaped bytes", Transition{Type: EventContainerDiscovered, Container: &forged},
-			map[string]string{"container_id": forged.ID, "container_id_short": forged.ID[:12], "type": TypeRawDocker, "status": "running"}},
+			map[string]string{"container_id": forged.ID[:12], "container_id_full": forged.ID, "type": TypeRawDocker, "status": "running"}},
 		{"1 MiB process command", Transition{Type: EventHostProcessDiscovered, Process: &cmdProc},
 			map[string]string{"pid": "4242", "start_ticks": "9007199254740993", "type": TypeHostProcess}},
 		{"1 MiB source error", Transition{Type: EventSourceUnavailable, Source: SourceDocker, Error: strings.Repeat("e", mib)},
@@ -601,7 +603,8 @@ func TestTransitionNewEvent(t *testing.T) {
 	p.GPUMemoryBytes = ptr(uint64(3 << 30))
 
 	containerDetails := map[string]any{
-		"container_id": c.ID, "container_id_short": c.ID[:12], "name": "stack-web-1", "type": TypeDockerCompose,
+		"container_id": c.ID[:12], "container_id_full": c.ID, "name": "stack-web-1", "container": "stack-web-1",
+		"origin": "compose", "has_gpu": true, "type": TypeDockerCompose,
 		"image": "nginx:1.27", "status": "exited", "gpu_declared": true, "gpu_channels": []any{"device_request", "cdi"},
 		"gpus": []any{"0", "1:2"}, "gpu_access": AccessDeclared, "gpus_undeclared": []any{}, "user_source": "compose_working_dir", "exit_code": "137",
 		"detected_labels": map[string]any{"ds01.detected": "true", "ds01.detected.user": "alice", "ds01.detected.origin": TypeDockerCompose},
@@ -617,8 +620,9 @@ func TestTransitionNewEvent(t *testing.T) {
 		return out
 	}
 	processDetails := map[string]any{
-		"pid": "4242", "start_ticks": "987654", "type": TypeHostProcess, "command": "python train.py --lr 3e-4",
-		"gpus": []any{"0", "2"}, "gpu_memory_bytes": fmt.Sprint(uint64(3 << 30)), "user_source": "loginuid",
+		"pid": "4242", "start_ticks": "987654", "type": TypeHostProcess, "cmdline": "python train.py --lr 3e-4",
+		"gpus": []any{"0", "2"}, "gpu_uuid": "GPU-6d1c", "gpu_memory_bytes": fmt.Sprint(uint64(3 << 30)), "gpu_memory_mb": "3072",
+		"user_source": "loginuid",
 	}
 	tests := []struct {
 		name     string
@@ -629,17 +633,18 @@ func TestTransitionNewEvent(t *testing.T) {
 	}{
 		{"container discovered", Transition{Type: EventContainerDiscovered, Container: &c}, testBaseScanID, "alice", containerDetails},
 		{"container status changed", Transition{Type: EventContainerStatusChanged, Container: &c, From: "running", To: "exited"}, testBaseScanID, "alice",
-			with(containerDetails, map[string]any{"from": "running", "to": "exited"})},
+			with(containerDetails, map[string]any{"from": "running", "to": "exited", "old_status": "running", "new_status": "exited"})},
 		{"container classification changed", Transition{Type: EventContainerClassification, Container: &c, Field: "type", From: TypeUnknown, To: TypeDockerCompose}, testBaseScanID, "alice",
 			with(containerDetails, map[string]any{"changed": "type", "from": TypeUnknown, "to": TypeDockerCompose})},
-		{"container removed", Transition{Type: EventContainerRemoved, Container: &c}, testBaseScanID, "alice", containerDetails},
+		{"container exited (left the inventory)", Transition{Type: EventContainerExited, Container: &c}, testBaseScanID, "alice", containerDetails},
 		{"container without GPU or labels, first scan", Transition{Type: EventContainerDiscovered, Container: &bare}, "", "alice", map[string]any{
-			"container_id": bare.ID, "container_id_short": bare.ID[:12], "name": bare.Name, "type": TypeRawDocker, "image": bare.Image,
+			"container_id": bare.ID[:12], "container_id_full": bare.ID, "name": bare.Name, "container": bare.Name, "origin": TypeRawDocker,
+			"has_gpu": false, "type": TypeRawDocker, "image": bare.Image,
 			"status": "running", "gpu_declared": false, "gpu_channels": []any{}, "gpus": []any{}, "gpu_access": "", "gpus_undeclared": []any{}, "user_source": bare.UserSource,
 			"detected_labels": nil,
 		}},
-		{"host process discovered", Transition{Type: EventHostProcessDiscovered, Process: &p}, testBaseScanID, "bob", processDetails},
-		{"host process exited", Transition{Type: EventHostProcessExited, Process: &p}, testBaseScanID, "bob", processDetails},
+		{"host process discovered", Transition{Type: EventHostProcessDiscovered, Process: &p, GPUUUID: "GPU-6d1c"}, testBaseScanID, "bob", processDetails},
+		{"host process exited", Transition{Type: EventHostProcessExited, Process: &p, GPUUUID: "GPU-6d1c"}, testBaseScanID, "bob", processDetails},
 		{"source unavailable", Transition{Type: EventSourceUnavailable, Source: SourceNVML, Error: "nvml: driver/library version mismatch"}, testBaseScanID, nil,
 			map[string]any{"source": SourceNVML, "error": "nvml: driver/library version mismatch"}},
 		{"source recovered", Transition{Type: EventSourceRecovered, Source: SourceNVML}, testBaseScanID, nil,

@@ -91,7 +91,7 @@ func FuzzParse(f *testing.F) {
 // fuzzEventTypes are the event types the scanner writes; an event type is
 // a constant of the program, never input.
 var fuzzEventTypes = []string{
-	EventContainerDiscovered, EventContainerStatusChanged, EventContainerRemoved,
+	EventContainerDiscovered, EventContainerStatusChanged, EventContainerExited,
 	EventContainerClassification, EventHostProcessDiscovered, EventHostProcessExited,
 	EventSourceUnavailable, EventSourceRecovered, EventInventoryReset,
 }

@@ -9,9 +9,11 @@ import (
 // Event types written to the event log. The names are shared with the rest
 // of ds01 and never change.
 const (
-	EventContainerDiscovered     = "detection.container_discovered"
-	EventContainerStatusChanged  = "detection.container_status_changed"
-	EventContainerRemoved        = "detection.container_removed"
+	EventContainerDiscovered    = "detection.container_discovered"
+	EventContainerStatusChanged = "detection.container_status_changed"
+	// EventContainerExited: the container left the inventory (it was
+	// removed), the lab's name; a container that stops changes status.
+	EventContainerExited         = "detection.container_exited"
 	EventContainerClassification = "detection.container_classification_changed"
 	EventHostProcessDiscovered   = "detection.host_gpu_process_discovered"
 	EventHostProcessExited       = "detection.host_gpu_process_exited"
@@ -21,6 +23,9 @@ const (
 	// the scanner started afresh: discoveries that follow may repeat ones
 	// logged before.
 	EventInventoryReset = "detection.inventory_reset"
+	// EventContainerRemovedLegacy is what earlier versions of ds01-scan
+	// wrote for EventContainerExited; readers of old logs take it as that.
+	EventContainerRemovedLegacy = "detection.container_removed"
 )
 
 // Observation is what one scan saw, filled in by the sources. Reconcile
@@ -65,6 +70,9 @@ type Transition struct {
 	Field string
 	// From and To are the old and new status, type or GPU access.
 	From, To string
+	// GPUUUID is, for a host process, the UUID of its first GPU ("" when
+	// the GPU list does not name it): the lab's gpu_uuid.
+	GPUUUID string
 }
 
 // Reconcile combines the previous inventory (nil on a first scan) with an
@@ -114,6 +122,15 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 	} else {
 		next.HostProcesses = append(next.HostProcesses, markStale(prev.HostProcesses, func(p *HostProcess) { p.Stale = true })...)
 		next.PendingProcesses = append(next.PendingProcesses, prev.PendingProcesses...)
+	}
+	uuids := make(map[string]string, len(next.GPUs))
+	for _, g := range next.GPUs {
+		uuids[g.ID] = g.UUID
+	}
+	for i := range ts {
+		if p := ts[i].Process; p != nil && len(p.GPUs) > 0 {
+			ts[i].GPUUUID = uuids[p.GPUs[0]]
+		}
 	}
 	return next, ts
 }
@@ -205,7 +222,7 @@ func reconcileContainers(prev []Container, obs Observation, gpus GPUIndex, now t
 	for i := range prev {
 		if !present[prev[i].ID] {
 			gone := prev[i]
-			ts = append(ts, Transition{Type: EventContainerRemoved, Container: &gone})
+			ts = append(ts, Transition{Type: EventContainerExited, Container: &gone})
 		}
 	}
 	sortContainers(out)

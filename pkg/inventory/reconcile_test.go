@@ -160,7 +160,7 @@ func TestReconcileContainerTransitions(t *testing.T) {
 			name: "container gone",
 			prev: []Container{container(1, "running", TypeRawDocker), container(2, "exited", TypeDockerCompose)},
 			now:  []Container{container(1, "running", TypeRawDocker)},
-			want: []string{EventContainerRemoved},
+			want: []string{EventContainerExited},
 		},
 		{
 			name: "new container beside old ones",
@@ -172,7 +172,7 @@ func TestReconcileContainerTransitions(t *testing.T) {
 			name: "everything gone while docker answers",
 			prev: []Container{container(1, "running", TypeRawDocker), container(2, "exited", TypeRawDocker)},
 			now:  nil,
-			want: []string{EventContainerRemoved, EventContainerRemoved},
+			want: []string{EventContainerExited, EventContainerExited},
 		},
 	}
 	for _, tc := range tests {
@@ -197,7 +197,7 @@ func TestReconcileRemovedCarriesLastKnown(t *testing.T) {
 	gone.Name, gone.User = "compose-web-1", "carol"
 	prev, _ := Reconcile(nil, allOK([]Container{container(1, "running", TypeRawDocker), gone}, nil), scanAt(0))
 	_, ts := Reconcile(prev, allOK([]Container{container(1, "running", TypeRawDocker)}, nil), scanAt(1))
-	removed := byType(ts, EventContainerRemoved)
+	removed := byType(ts, EventContainerExited)
 	if len(removed) != 1 {
 		t.Fatalf("removed transitions = %d, want 1 (all: %v)", len(removed), transitionTypes(ts))
 	}
@@ -605,7 +605,7 @@ func TestReconcileTransitionPointersAfterSort(t *testing.T) {
 	}
 	wantSet := []want{
 		{EventContainerDiscovered, 90}, {EventContainerStatusChanged, 50}, {EventContainerDiscovered, 20},
-		{EventContainerClassification, 40}, {EventContainerDiscovered, 70}, {EventContainerRemoved, 30},
+		{EventContainerClassification, 40}, {EventContainerDiscovered, 70}, {EventContainerExited, 30},
 		{EventHostProcessExited, 900}, {EventHostProcessExited, 300},
 	}
 	less := func(s []want) func(i, j int) bool {

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,14 +10,17 @@ import (
 	"sort"
 )
 
-// Replayed is what ds01-scan's events in a log say exists: replaying the log
-// from nothing gives the inventory's containers (with their status) and
-// host processes. That is the promise of the event log, and Replay with
+// Replayed is what ds01-scan's events in a log say exists (and those of the
+// scanner it replaced): replaying the log from nothing gives the
+// inventory's containers (with their status) and host processes. That is the promise of the event log, and Replay with
 // Compare is its check.
 type Replayed struct {
-	// Containers maps a container ID to its last logged status.
+	// Containers maps a container's 12-character ID (the lab's
+	// container_id; older logs give the full one) to its last logged
+	// status, "" when no event said it.
 	Containers map[string]string
-	// HostProcesses are the host GPU processes discovered and not exited.
+	// HostProcesses are the host GPU processes discovered and not exited;
+	// StartTicks is 0 where the event did not say (the earlier scanner).
 	HostProcesses map[ProcessKey]bool
 	// Repeats counts events whose event_id came before: a consumer drops
 	// them, as Replay does.
@@ -40,10 +44,17 @@ type replayEvent struct {
 		Status      string `json:"status"`
 		From        string `json:"from"`
 		To          string `json:"to"`
+		OldStatus   string `json:"old_status"`
+		NewStatus   string `json:"new_status"`
 		PID         int    `json:"pid"`
 		StartTicks  uint64 `json:"start_ticks"`
 	} `json:"details"`
 }
+
+// PredecessorSource is the "source" of the events the lab's earlier
+// scanner (detect-workloads.py) wrote, in the same vocabulary: ds01-scan
+// takes over its inventory, so a log's history runs through both.
+const PredecessorSource = "detect-workloads"
 
 // maxReplayLine is the longest line Replay reads; longer ones (no ds01
 // writer makes them) are skipped as unparsable.
@@ -70,7 +81,7 @@ func Replay(r io.Reader) (*Replayed, error) {
 			out.Unparsable++
 			continue
 		}
-		if e.Source != EventSource {
+		if e.Source != EventSource && e.Source != PredecessorSource {
 			continue
 		}
 		if id := e.Details.EventID; id != "" {
@@ -108,31 +119,33 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 // it does not follow from the state before.
 func (r *Replayed) apply(e replayEvent) string {
 	d := e.Details
+	id := ShortID(d.ContainerID)
 	key := ProcessKey{PID: d.PID, StartTicks: d.StartTicks}
 	switch e.EventType {
 	case EventInventoryReset:
 		clear(r.Containers)
 		clear(r.HostProcesses)
 	case EventContainerDiscovered:
-		_, known := r.Containers[d.ContainerID]
-		r.Containers[d.ContainerID] = d.Status
+		_, known := r.Containers[id]
+		r.Containers[id] = d.Status
 		if known {
-			return "container " + ShortID(d.ContainerID) + " discovered again"
+			return "container " + id + " discovered again"
 		}
 	case EventContainerStatusChanged:
-		was, known := r.Containers[d.ContainerID]
-		r.Containers[d.ContainerID] = d.To
+		from, to := cmp.Or(d.From, d.OldStatus), cmp.Or(d.To, d.NewStatus)
+		was, known := r.Containers[id]
+		r.Containers[id] = to
 		switch {
 		case !known:
-			return "status change of container " + ShortID(d.ContainerID) + ", never discovered"
-		case was != d.From:
-			return fmt.Sprintf("container %s changed from %q, but its last logged status is %q", ShortID(d.ContainerID), d.From, was)
+			return "status change of container " + id + ", never discovered"
+		case was != "" && was != from:
+			return fmt.Sprintf("container %s changed from %q, but its last logged status is %q", id, from, was)
 		}
-	case EventContainerRemoved:
-		_, known := r.Containers[d.ContainerID]
-		delete(r.Containers, d.ContainerID)
+	case EventContainerExited, EventContainerRemovedLegacy:
+		_, known := r.Containers[id]
+		delete(r.Containers, id)
 		if !known {
-			return "container " + ShortID(d.ContainerID) + " removed, never discovered"
+			return "container " + id + " left, never discovered"
 		}
 	case EventHostProcessDiscovered:
 		known := r.HostProcesses[key]
@@ -171,24 +184,26 @@ func (r *Replayed) Compare(inv *Inventory) ReplayDiff {
 	var d ReplayDiff
 	held := make(map[string]bool, len(inv.Containers))
 	for _, c := range inv.Containers {
-		held[c.ID] = true
-		status, ok := r.Containers[c.ID]
+		id := ShortID(c.ID)
+		held[id] = true
+		status, ok := r.Containers[id]
 		switch {
 		case !ok:
-			d.Lost = append(d.Lost, "container "+ShortID(c.ID))
-		case status != c.Status:
-			d.WrongStatus = append(d.WrongStatus, fmt.Sprintf("container %s: logged %q, is %q", ShortID(c.ID), status, c.Status))
+			d.Lost = append(d.Lost, "container "+id)
+		case status != "" && status != c.Status:
+			d.WrongStatus = append(d.WrongStatus, fmt.Sprintf("container %s: logged %q, is %q", id, status, c.Status))
 		}
 	}
 	for id := range r.Containers {
 		if !held[id] {
-			d.Phantom = append(d.Phantom, "container "+ShortID(id))
+			d.Phantom = append(d.Phantom, "container "+id)
 		}
 	}
-	procs := make(map[ProcessKey]bool, len(inv.HostProcesses))
+	// An event without start_ticks (the earlier scanner's) names a PID.
+	procs := make(map[ProcessKey]bool, 2*len(inv.HostProcesses))
 	for _, p := range inv.HostProcesses {
-		procs[p.Key()] = true
-		if !r.HostProcesses[p.Key()] {
+		procs[p.Key()], procs[ProcessKey{PID: p.PID}] = true, true
+		if !r.HostProcesses[p.Key()] && !r.HostProcesses[ProcessKey{PID: p.PID}] {
 			d.Lost = append(d.Lost, fmt.Sprintf("host process %d", p.PID))
 		}
 	}
