@@ -267,6 +267,17 @@ perm() { in_ct stat -c '%a %U:%G' "$1"; }
 in_ct grep -q '"event_type":"detection.host_gpu_process_discovered"' /var/log/ds01/events.jsonl ||
 	fail "no discovery event appended to the event log owned by alice"
 echo "   directories and files: $(perm /var/lib/ds01) /var/lib/ds01, $(perm /var/log/ds01) /var/log/ds01 (kept), events.jsonl $(perm /var/log/ds01/events.jsonl) appended to"
+# A log the unit creates is the lab's manifest's: 0664 root:docker (CAP_CHOWN),
+# so that the other ds01 tools, running as users, can append to it. A second
+# GPU holder gives the scans an event to append.
+in_ct mv /var/log/ds01/events.jsonl /var/log/ds01/events.jsonl-alice
+docker exec -d "$ct" runuser -u bob -- sh -c 'exec 3</dev/nvidia0; exec sleep 3600'
+sleep 1
+in_ct systemctl start ds01-scan.service
+in_ct systemctl start ds01-scan.service
+[ "$(perm /var/log/ds01/events.jsonl)" = "664 root:docker" ] || fail "a new event log is $(perm /var/log/ds01/events.jsonl), want 664 root:docker"
+in_ct grep -q '"user":"bob"' /var/log/ds01/events.jsonl || fail "bob's process was not logged in the new event log"
+echo "   a new event log: $(perm /var/log/ds01/events.jsonl)"
 # What would hide the GPUs or the processes from the job: devices (an implied
 # DeviceAllow=, as ProtectClock= makes, closes the policy), homes, /proc.
 props=$(in_ct systemctl show -p PrivateDevices -p DevicePolicy -p DeviceAllow -p ProtectHome \

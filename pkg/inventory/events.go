@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -54,21 +56,31 @@ type EventLog struct {
 	torn bool
 }
 
-// OpenEventLog opens path for appending, creating it (mode 0644) if absent.
-// It refuses a symbolic link or anything but a regular file: the directory
-// may be writable by a group the scanner does not trust.
+// LogGroup is the group a new event log is given where it exists: the lab's
+// other ds01 tools append to the log as users of that group.
+const LogGroup = "docker"
+
+// logGroup is LogGroup; tests name other groups.
+var logGroup = LogGroup
+
+// OpenEventLog opens path for appending, creating it if absent: 0664 with
+// group LogGroup where that group exists (as the lab's permissions manifest
+// keeps it), else 0644. It refuses a symbolic link or anything but a
+// regular file: the directory may be writable by a group the scanner does
+// not trust.
 func OpenEventLog(path string) (*EventLog, error) {
 	const flags = os.O_RDWR | os.O_APPEND | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 	f, err := os.OpenFile(path, flags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		// A new log is 0644 whatever the umask: other ds01 tools read it. An
-		// existing one keeps the mode it was found with.
+		// A new log's mode is set whatever the umask: other ds01 tools
+		// read it, and write it as the group. An existing one keeps the
+		// owner and mode it was found with.
 		f, err = os.OpenFile(path, flags|os.O_CREATE|os.O_EXCL, 0o644)
 		switch {
 		case err == nil:
-			if cerr := f.Chmod(0o644); cerr != nil {
+			if cerr := shareLog(f); cerr != nil {
 				f.Close()
-				return nil, fmt.Errorf("chmod event log %s: %w", path, cerr)
+				return nil, fmt.Errorf("event log %s: %w", path, cerr)
 			}
 		case errors.Is(err, fs.ErrExist):
 			// Another writer created it first.
@@ -91,6 +103,25 @@ func OpenEventLog(path string) (*EventLog, error) {
 		return nil, fmt.Errorf("open event log %s: not a regular file", path)
 	}
 	return &EventLog{f: f, path: path, torn: endsTorn(f, st.Size())}, nil
+}
+
+// shareLog gives a log just created its group and mode.
+func shareLog(f *os.File) error {
+	mode := os.FileMode(0o644)
+	if g, err := user.LookupGroup(logGroup); err == nil {
+		gid, err := strconv.Atoi(g.Gid)
+		if err != nil {
+			return fmt.Errorf("group %s has gid %q", logGroup, g.Gid)
+		}
+		if err := f.Chown(-1, gid); err != nil {
+			return fmt.Errorf("chown to group %s: %w", logGroup, err)
+		}
+		mode = 0o664
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	return nil
 }
 
 // endsTorn reports whether the log's last line lacks its newline. Another

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -413,7 +414,16 @@ func testEvent(i int) Event {
 	}
 }
 
+// withoutLogGroup makes the tests' new logs those of a machine without the
+// docker group.
+func withoutLogGroup(t *testing.T) {
+	old := logGroup
+	logGroup = "ds01-no-such-group"
+	t.Cleanup(func() { logGroup = old })
+}
+
 func TestEventLogAppend(t *testing.T) {
+	withoutLogGroup(t)
 	tests := []struct {
 		name     string
 		existing string // "": no file
@@ -487,6 +497,7 @@ func TestEventLogAppend(t *testing.T) {
 // UMask=0077): the log's readers are unprivileged tools. Not parallel: the
 // umask is process-wide.
 func TestOpenEventLogCreateModeUnderUmask(t *testing.T) {
+	withoutLogGroup(t)
 	for _, mask := range []int{0o022, 0o027, 0o077} {
 		t.Run(fmt.Sprintf("umask %04o", mask), func(t *testing.T) {
 			old := syscall.Umask(mask)
@@ -505,6 +516,49 @@ func TestOpenEventLogCreateModeUnderUmask(t *testing.T) {
 				t.Errorf("new event log mode = %v under umask %04o, want -rw-r--r-- as documented", st.Mode().Perm(), mask)
 			}
 		})
+	}
+}
+
+// TestOpenEventLogGroup: where the log group exists, a new log is 0664 and
+// the group's, whatever the umask, as the lab's permissions manifest keeps
+// it for its other ds01 tools; an existing log keeps its owner and mode.
+func TestOpenEventLogGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("giving a file another group needs root (CI=true)")
+		}
+		t.Skip("!!! SKIPPED: giving a file another group needs root")
+	}
+	old := logGroup
+	logGroup = "daemon" // a group every Debian has, root's own not
+	t.Cleanup(func() { logGroup = old })
+	g, err := user.LookupGroup(logGroup)
+	if err != nil {
+		t.Fatalf("no group %s here: %v", logGroup, err)
+	}
+	defer syscall.Umask(syscall.Umask(0o077))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	l, err := OpenEventLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gid := fmt.Sprint(st.Sys().(*syscall.Stat_t).Gid); st.Mode().Perm() != 0o664 || gid != g.Gid {
+		t.Errorf("new log: mode %v gid %s, want 0664 and group %s (%s)", st.Mode().Perm(), gid, logGroup, g.Gid)
+	}
+	existing := writeFile(t, dir, "old.jsonl", []byte("{}\n"), 0o600)
+	l, err = OpenEventLog(existing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if st, _ := os.Stat(existing); st.Mode().Perm() != 0o600 || st.Sys().(*syscall.Stat_t).Gid != 0 {
+		t.Errorf("existing log changed: mode %v gid %d", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid)
 	}
 }
 
