@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -186,10 +188,28 @@ func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, reset
 	if err := inventory.Save(cfg.StatePath, next); err != nil {
 		return 0, nil, fmt.Errorf("save inventory: %w", err)
 	}
-	if err := inventory.AppendLines(cfg.EventsPath, pending); err != nil {
+	if err := inventory.AppendLines(cfg.EventsPath, logGroup(), pending); err != nil {
 		return len(pending), fmt.Errorf("%w (%d events wait in the inventory for the next scan)", err, len(pending)), nil
 	}
 	return 0, nil, nil
+}
+
+// logGroupName is the group a new event log is given where it exists, as
+// the lab's permissions manifest keeps the log: its other ds01 tools
+// append to it as users of that group.
+const logGroupName = "docker"
+
+// logGroup returns the gid of logGroupName, or -1 where there is none.
+func logGroup() int {
+	g, err := user.LookupGroup(logGroupName)
+	if err != nil {
+		return -1
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1
+	}
+	return gid
 }
 
 // newEvents encodes a scan's events, numbered in order: the reset event

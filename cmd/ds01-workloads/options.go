@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -72,7 +71,7 @@ func flags(getenv func(string) string) []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "also stopped containers and system processes", DisableDefaultText: true},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "only the workloads of user `NAME`"},
-		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "only workloads of `TYPE`: " + strings.Join(inventory.Types, ", ")},
+		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "only workloads of `TYPE`: " + strings.Join(inventory.Types, ", ") + " (compose: docker-compose)"},
 		&cli.StringSliceFlag{Name: "gpu", Usage: "only workloads that hold or use GPU `ID`: 0, or 0:1 for a MIG instance"},
 		&cli.BoolFlag{Name: "gpu-only", Aliases: []string{"g"}, Usage: "only workloads that declared or use a GPU", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "idle", Usage: "only running containers that declared GPUs and use none", DisableDefaultText: true},
@@ -117,9 +116,10 @@ func parseOptions(c *cli.Context) (options, error) {
 		return opts, usageError{fmt.Errorf("--unattributed-threshold: %w", err)}
 	}
 	opts.threshold = th
-	for _, t := range c.StringSlice("type") {
-		if !slices.Contains(inventory.Types, t) {
-			return opts, usageError{fmt.Errorf("unknown type %q; valid types: %s", t, strings.Join(inventory.Types, ", "))}
+	for _, name := range c.StringSlice("type") {
+		t, ok := inventory.TypeNamed(name)
+		if !ok {
+			return opts, usageError{fmt.Errorf("unknown type %q; valid types: %s", name, strings.Join(inventory.Types, ", "))}
 		}
 		opts.filter.types = append(opts.filter.types, t)
 	}

@@ -53,6 +53,8 @@ func TestGolden(t *testing.T) {
 		{name: "filter-type", invocation: invocation{args: []string{"--type", "devcontainer,docker-compose"}}},
 		{name: "filter-type-repeated", invocation: invocation{args: []string{"-t", "raw-docker", "-t", "host-process", "--all"}}},
 		{name: "filter-type-system", invocation: invocation{args: []string{"--type", "system"}}},
+		// The lab's earlier tool's name for docker-compose.
+		{name: "filter-type-compose", invocation: invocation{args: []string{"--type", "compose"}}},
 		{name: "filter-gpu", invocation: invocation{args: []string{"--gpu", "1"}}},
 		{name: "filter-gpu-mig-parent", invocation: invocation{args: []string{"--gpu", "2"}}},
 		{name: "filter-gpu-mig-instance", invocation: invocation{args: []string{"--gpu", "2:1", "--all"}}},

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/user"
 	"slices"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -56,19 +54,12 @@ type EventLog struct {
 	torn bool
 }
 
-// LogGroup is the group a new event log is given where it exists: the lab's
-// other ds01 tools append to the log as users of that group.
-const LogGroup = "docker"
-
-// logGroup is LogGroup; tests name other groups.
-var logGroup = LogGroup
-
 // OpenEventLog opens path for appending, creating it if absent: 0664 with
-// group LogGroup where that group exists (as the lab's permissions manifest
-// keeps it), else 0644. It refuses a symbolic link or anything but a
-// regular file: the directory may be writable by a group the scanner does
-// not trust.
-func OpenEventLog(path string) (*EventLog, error) {
+// group gid where gid >= 0 (the lab's permissions manifest keeps the log
+// root:docker 0664, for its other ds01 tools to append as users), else
+// 0644. It refuses a symbolic link or anything but a regular file: the
+// directory may be writable by a group the scanner does not trust.
+func OpenEventLog(path string, gid int) (*EventLog, error) {
 	const flags = os.O_RDWR | os.O_APPEND | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 	f, err := os.OpenFile(path, flags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -78,7 +69,7 @@ func OpenEventLog(path string) (*EventLog, error) {
 		f, err = os.OpenFile(path, flags|os.O_CREATE|os.O_EXCL, 0o644)
 		switch {
 		case err == nil:
-			if cerr := shareLog(f); cerr != nil {
+			if cerr := shareLog(f, gid); cerr != nil {
 				f.Close()
 				return nil, fmt.Errorf("event log %s: %w", path, cerr)
 			}
@@ -106,15 +97,11 @@ func OpenEventLog(path string) (*EventLog, error) {
 }
 
 // shareLog gives a log just created its group and mode.
-func shareLog(f *os.File) error {
+func shareLog(f *os.File, gid int) error {
 	mode := os.FileMode(0o644)
-	if g, err := user.LookupGroup(logGroup); err == nil {
-		gid, err := strconv.Atoi(g.Gid)
-		if err != nil {
-			return fmt.Errorf("group %s has gid %q", logGroup, g.Gid)
-		}
+	if gid >= 0 {
 		if err := f.Chown(-1, gid); err != nil {
-			return fmt.Errorf("chown to group %s: %w", logGroup, err)
+			return fmt.Errorf("chown to group %d: %w", gid, err)
 		}
 		mode = 0o664
 	}
@@ -380,6 +367,17 @@ func Origin(containerType string) string {
 		return "compose"
 	}
 	return containerType
+}
+
+// TypeNamed returns the workload type s names: a type, or the lab's
+// origin name for one ("compose"), which its earlier tools took.
+func TypeNamed(s string) (string, bool) {
+	for _, t := range Types {
+		if s == t || s == Origin(t) {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 // ShortID returns the 12-character form of a container ID.

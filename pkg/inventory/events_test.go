@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -379,7 +380,7 @@ func TestOpenEventLogRefuses(t *testing.T) {
 			check := tc.setup(t, path)
 			done := make(chan error, 1)
 			go func() {
-				l, err := OpenEventLog(path)
+				l, err := OpenEventLog(path, -1)
 				if err == nil {
 					l.Close()
 				}
@@ -392,7 +393,7 @@ func TestOpenEventLogRefuses(t *testing.T) {
 				t.Fatal("OpenEventLog blocked")
 			}
 			if err == nil {
-				t.Fatalf("OpenEventLog(%s) succeeded", tc.name)
+				t.Fatalf("OpenEventLog(%s, -1) succeeded", tc.name)
 			}
 			if !strings.Contains(err.Error(), path) && !strings.Contains(err.Error(), filepath.Base(path)) {
 				t.Errorf("error %q does not name the file", err)
@@ -414,16 +415,7 @@ func testEvent(i int) Event {
 	}
 }
 
-// withoutLogGroup makes the tests' new logs those of a machine without the
-// docker group.
-func withoutLogGroup(t *testing.T) {
-	old := logGroup
-	logGroup = "ds01-no-such-group"
-	t.Cleanup(func() { logGroup = old })
-}
-
 func TestEventLogAppend(t *testing.T) {
-	withoutLogGroup(t)
 	tests := []struct {
 		name     string
 		existing string // "": no file
@@ -443,7 +435,7 @@ func TestEventLogAppend(t *testing.T) {
 			}
 			// Two opens, as two scans would.
 			for round := range 2 {
-				l, err := OpenEventLog(path)
+				l, err := OpenEventLog(path, -1)
 				if err != nil {
 					t.Fatalf("OpenEventLog: %v", err)
 				}
@@ -497,13 +489,12 @@ func TestEventLogAppend(t *testing.T) {
 // UMask=0077): the log's readers are unprivileged tools. Not parallel: the
 // umask is process-wide.
 func TestOpenEventLogCreateModeUnderUmask(t *testing.T) {
-	withoutLogGroup(t)
 	for _, mask := range []int{0o022, 0o027, 0o077} {
 		t.Run(fmt.Sprintf("umask %04o", mask), func(t *testing.T) {
 			old := syscall.Umask(mask)
 			defer syscall.Umask(old)
 			path := filepath.Join(t.TempDir(), "events.jsonl")
-			l, err := OpenEventLog(path)
+			l, err := OpenEventLog(path, -1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -519,8 +510,8 @@ func TestOpenEventLogCreateModeUnderUmask(t *testing.T) {
 	}
 }
 
-// TestOpenEventLogGroup: where the log group exists, a new log is 0664 and
-// the group's, whatever the umask, as the lab's permissions manifest keeps
+// TestOpenEventLogGroup: given a group, a new log is 0664 and the group's,
+// whatever the umask, as the lab's permissions manifest keeps
 // it for its other ds01 tools; an existing log keeps its owner and mode.
 func TestOpenEventLogGroup(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -529,17 +520,15 @@ func TestOpenEventLogGroup(t *testing.T) {
 		}
 		t.Skip("!!! SKIPPED: giving a file another group needs root")
 	}
-	old := logGroup
-	logGroup = "daemon" // a group every Debian has, root's own not
-	t.Cleanup(func() { logGroup = old })
-	g, err := user.LookupGroup(logGroup)
+	g, err := user.LookupGroup("daemon") // a group every Debian has, root's own not
 	if err != nil {
-		t.Fatalf("no group %s here: %v", logGroup, err)
+		t.Fatalf("no group daemon here: %v", err)
 	}
+	gid, _ := strconv.Atoi(g.Gid)
 	defer syscall.Umask(syscall.Umask(0o077))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "events.jsonl")
-	l, err := OpenEventLog(path)
+	l, err := OpenEventLog(path, gid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,10 +538,10 @@ func TestOpenEventLogGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if gid := fmt.Sprint(st.Sys().(*syscall.Stat_t).Gid); st.Mode().Perm() != 0o664 || gid != g.Gid {
-		t.Errorf("new log: mode %v gid %s, want 0664 and group %s (%s)", st.Mode().Perm(), gid, logGroup, g.Gid)
+		t.Errorf("new log: mode %v gid %s, want 0664 and group daemon (%s)", st.Mode().Perm(), gid, g.Gid)
 	}
 	existing := writeFile(t, dir, "old.jsonl", []byte("{}\n"), 0o600)
-	l, err = OpenEventLog(existing)
+	l, err = OpenEventLog(existing, gid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +566,7 @@ func TestEventLogConcurrentAppend(t *testing.T) {
 	errs := make(chan error, writers)
 	for g := range writers {
 		wg.Go(func() {
-			l, err := OpenEventLog(path)
+			l, err := OpenEventLog(path, -1)
 			if err != nil {
 				errs <- err
 				return
@@ -767,7 +756,7 @@ func TestEventLogAfterTornLine(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{\"whole\":1}\n{\"torn\":"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := OpenEventLog(path)
+	l, err := OpenEventLog(path, -1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -311,12 +311,12 @@ func rotatedCopy(path string, inode uint64) string {
 }
 
 // AppendLines appends event lines to the log at path, each with one write,
-// then fsyncs it.
-func AppendLines(path string, events []PendingEvent) error {
+// then fsyncs it; a log it creates gets group gid, as OpenEventLog says.
+func AppendLines(path string, gid int, events []PendingEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
-	l, err := OpenEventLog(path)
+	l, err := OpenEventLog(path, gid)
 	if err != nil {
 		return err
 	}

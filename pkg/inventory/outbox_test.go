@@ -196,7 +196,7 @@ func TestUnloggedNoLog(t *testing.T) {
 		t.Fatalf("position of a missing log: %+v", ob)
 	}
 	wantUnlogged(t, path, ob, ev)
-	if err := AppendLines(path, ev); err != nil {
+	if err := AppendLines(path, -1, ev); err != nil {
 		t.Fatal(err)
 	}
 	wantUnlogged(t, path, ob, nil)
@@ -217,7 +217,7 @@ func TestAppendLinesAfterTornLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
 	appendRaw(t, path, ev[0].Line[:50])
 	ob := outboxAt(t, path, ev)
-	if err := AppendLines(path, ev); err != nil {
+	if err := AppendLines(path, -1, ev); err != nil {
 		t.Fatal(err)
 	}
 	wantUnlogged(t, path, ob, nil)
@@ -279,7 +279,7 @@ func ExampleUnlogged() {
 	p, _ := NewPendingEvent(e)
 	ob := &Outbox{Events: []PendingEvent{p}} // saved with the inventory
 	before, _ := Unlogged(path, ob)
-	_ = AppendLines(path, ob.Events)
+	_ = AppendLines(path, -1, ob.Events)
 	after, _ := Unlogged(path, ob)
 	fmt.Println(len(before), len(after))
 	// Output: 1 0

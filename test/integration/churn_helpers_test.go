@@ -362,7 +362,7 @@ func churnShort(subject string) string {
 // churnTransOf is the transition an event states.
 func churnTransOf(e event) churnTrans {
 	switch e.EventType {
-	case inventory.EventContainerDiscovered, inventory.EventContainerRemoved:
+	case inventory.EventContainerDiscovered, inventory.EventContainerExited:
 		return churnTrans{Kind: e.EventType, Subject: churnContainerSubject(e.ContainerID)}
 	case inventory.EventContainerStatusChanged:
 		return churnTrans{Kind: e.EventType, Subject: churnContainerSubject(e.ContainerID), From: e.From, To: e.To}
@@ -417,7 +417,7 @@ func churnDiff(prev, next *churnSnap) []churnTrans {
 	}
 	for id := range prev.Containers {
 		if _, ok := next.Containers[id]; !ok {
-			out = append(out, churnTrans{Kind: inventory.EventContainerRemoved, Subject: churnContainerSubject(id)})
+			out = append(out, churnTrans{Kind: inventory.EventContainerExited, Subject: churnContainerSubject(id)})
 		}
 	}
 	for k := range next.Hosts {

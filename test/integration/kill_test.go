@@ -672,7 +672,7 @@ func killAppendEvent(name string) inventory.Event {
 // killAppendForever is the child: it appends to path until killed, or for 10
 // s at most.
 func killAppendForever(t *testing.T, path string) {
-	l, err := inventory.OpenEventLog(path)
+	l, err := inventory.OpenEventLog(path, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -719,7 +719,7 @@ func killAppendOnce(t *testing.T, path string, delay time.Duration) (torn bool, 
 	}
 	line, _ := inventory.EncodeEvent(killAppendEvent("appender"))
 	cut := bytes.LastIndexByte(data, '\n') + 1
-	l, err := inventory.OpenEventLog(path)
+	l, err := inventory.OpenEventLog(path, -1)
 	if err != nil {
 		t.Fatal(err)
 	}

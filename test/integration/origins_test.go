@@ -18,7 +18,7 @@ import (
 const (
 	discovered    = inventory.EventContainerDiscovered
 	statusChanged = inventory.EventContainerStatusChanged
-	removed       = inventory.EventContainerRemoved
+	removed       = inventory.EventContainerExited
 )
 
 // gpuNode makes /dev/nvidia<minor> (a real character device with NVIDIA's

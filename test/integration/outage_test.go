@@ -147,7 +147,7 @@ func TestOutageDockerGarbage(t *testing.T) {
 		})
 	}
 	s.scan(t)
-	if n := s.countType(t, inventory.EventContainerRemoved); n != 0 {
+	if n := s.countType(t, inventory.EventContainerExited); n != 0 {
 		t.Errorf("%d removed events from a garbage-answering engine", n)
 	}
 	if got := s.sourceEvents(t, "docker"); !reflect.DeepEqual(got, []string{inventory.EventSourceUnavailable, inventory.EventSourceRecovered}) {
@@ -291,7 +291,7 @@ func TestScanTimeoutKeepsInventory(t *testing.T) {
 	if len(after.Containers) != len(before.Containers) || find(after, id) == nil {
 		t.Errorf("containers %d → %d after a timed-out scan", len(before.Containers), len(after.Containers))
 	}
-	if n := s.countType(t, inventory.EventContainerRemoved); n != 0 {
+	if n := s.countType(t, inventory.EventContainerExited); n != 0 {
 		t.Errorf("%d removed events from a timed-out scan", n)
 	}
 }
