@@ -40,7 +40,15 @@ type Event struct {
 // six fractional digits (microseconds). Python 3.8–3.10's fromisoformat, which
 // the lab's consumers use, accepts three or six digits and nothing else.
 func FormatTimestamp(t time.Time) string {
-	return t.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z")
+	return string(appendTimestamp(nil, t))
+}
+
+// timestampLayout is FormatTimestamp's; Format cuts the fraction, never
+// rounds it.
+const timestampLayout = "2006-01-02T15:04:05.000000Z"
+
+func appendTimestamp(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, timestampLayout)
 }
 
 // EventLog appends events to a JSONL file. It is not safe for concurrent use;

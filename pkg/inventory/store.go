@@ -216,7 +216,7 @@ func Save(path string, inv *Inventory) error {
 	}
 	// Compact: the file is for programs (jq indents it for people), and
 	// half the bytes is half the parsing for every reader.
-	data, err := json.Marshal(inv)
+	data, err := encode(inv)
 	if err != nil {
 		return fmt.Errorf("encode inventory: %w", err)
 	}

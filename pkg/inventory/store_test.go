@@ -1,12 +1,14 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -370,4 +372,42 @@ func dirNames(t *testing.T, dir string) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// TestSaveTimesForPython: every time in a saved inventory is UTC with six
+// fractional digits and a Z, which Python 3.8's fromisoformat parses after
+// .replace('Z', '+00:00'): whatever the zone and precision it was held in.
+func TestSaveTimesForPython(t *testing.T) {
+	inv := sampleInventory()
+	odd := time.Date(2026, 1, 30, 15, 30, 0, 123400000, time.FixedZone("CET", 3600))
+	inv.Containers[0].CreatedAt = odd
+	inv.Containers[0].StartedAt = &odd
+	inv.HostProcesses[0].StartedAt = odd.Add(10 * time.Millisecond)
+	inv.Scan.Time = odd.Add(time.Nanosecond)
+	path := filepath.Join(t.TempDir(), inventoryName)
+	if err := Save(path, inv); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := regexp.MustCompile(`"(time|last_success|created_at|started_at|detected_at|last_seen|cpu_sampled_at)":("[^"]*"|null)`)
+	python38 := regexp.MustCompile(`^"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"$`)
+	n := 0
+	for _, m := range field.FindAllSubmatch(data, -1) {
+		if string(m[2]) == "null" {
+			continue
+		}
+		n++
+		if !python38.Match(m[2]) {
+			t.Errorf("%s is %s, not six fractional digits in UTC", m[1], m[2])
+		}
+	}
+	if n < 10 {
+		t.Errorf("found %d times in the saved inventory; the test reads too few", n)
+	}
+	if !bytes.Contains(data, []byte(`"created_at":"2026-01-30T14:30:00.123400Z"`)) {
+		t.Errorf("created_at not converted to UTC with six digits")
+	}
 }
