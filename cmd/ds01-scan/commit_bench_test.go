@@ -45,7 +45,7 @@ func BenchmarkCommit(b *testing.B) {
 			dir := b.TempDir()
 			cfg := Config{StatePath: filepath.Join(dir, "workload-inventory.json"), EventsPath: filepath.Join(dir, "events.jsonl")}
 			for b.Loop() {
-				if _, appendErr, err := commit(cfg, log, prev, next, "", ts); err != nil || appendErr != nil {
+				if _, appendErr, err := commit(cfg, log, prev, next, nil, ts); err != nil || appendErr != nil {
 					b.Fatal(err, appendErr)
 				}
 				saved, err := inventory.Load(cfg.StatePath)

@@ -17,11 +17,12 @@ func TestNewEventsIDs(t *testing.T) {
 		{Type: inventory.EventSourceRecovered, Source: inventory.SourceDocker},
 	}
 	now := time.Date(2026, 1, 30, 14, 30, 0, 0, time.UTC)
-	first, err := newEvents("S1", "", "corrupt", ts, now)
+	reset := inventory.ResetEvent("S1", "corrupt", now)
+	first, err := newEvents("S1", "", &reset, ts, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := newEvents("S2", "S1", "", ts[:1], now)
+	second, err := newEvents("S2", "S1", nil, ts[:1], now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,7 +56,7 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 		defer release()
 	}
 
-	prev, resetReason, err := loadPrevious(cfg, log, start)
+	prev, resetReason, legacy, err := loadPrevious(cfg, log, start)
 	if err != nil {
 		return err
 	}
@@ -70,6 +71,16 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	defer cancel()
 	next, transitions := scanner.Scan(sctx, prev)
 	log.Debug("scanned", "ms", time.Since(start).Milliseconds())
+	var lead *inventory.Event
+	if resetReason != "" {
+		e := inventory.ResetEvent(next.Scan.ID, resetReason, time.Now().UTC())
+		lead = &e
+	}
+	if legacy != nil {
+		if lead, transitions, err = takeOver(cfg, log, legacy, next, transitions); err != nil {
+			return err
+		}
+	}
 
 	if cfg.DryRun {
 		data, err := json.MarshalIndent(next, "", "  ")
@@ -82,7 +93,7 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 		return nil
 	}
 
-	unlogged, appendErr, err := commit(cfg, log, prev, next, resetReason, transitions)
+	unlogged, appendErr, err := commit(cfg, log, prev, next, lead, transitions)
 	if err != nil {
 		return err
 	}
@@ -101,28 +112,59 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 }
 
 // loadPrevious reads the last inventory. A corrupt one is moved aside (not in
-// a dry run) and the scan starts afresh; the returned reason says so.
-func loadPrevious(cfg Config, log *slog.Logger, now time.Time) (*inventory.Inventory, string, error) {
-	prev, err := inventory.Load(cfg.StatePath)
+// a dry run) and the scan starts afresh; the returned reason says so. One
+// the lab's earlier scanner wrote is returned as legacy, for takeOver.
+func loadPrevious(cfg Config, log *slog.Logger, now time.Time) (prev *inventory.Inventory, resetReason string, legacy *inventory.Legacy, err error) {
+	prev, err = inventory.Load(cfg.StatePath)
 	var corrupt *inventory.CorruptError
+	var old *inventory.LegacyFormatError
 	switch {
 	case err == nil:
-		return prev, "", nil
+		return prev, "", nil, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, "", nil
+		return nil, "", nil, nil
+	case errors.As(err, &old):
+		return nil, "", old.Legacy, nil
 	case errors.As(err, &corrupt):
 		if cfg.DryRun {
 			log.Warn("previous inventory is corrupt; the dry run starts afresh", "err", err)
-			return nil, corrupt.Reason, nil
+			return nil, corrupt.Reason, nil, nil
 		}
-		moved, merr := inventory.MoveAside(cfg.StatePath, now)
+		moved, merr := inventory.MoveAside(cfg.StatePath, "corrupt", now)
 		if merr != nil {
-			return nil, "", merr
+			return nil, "", nil, merr
 		}
 		log.Warn("previous inventory is corrupt; moved aside, starting afresh", "err", err, "moved_to", moved)
-		return nil, corrupt.Reason, nil
+		return nil, corrupt.Reason, nil, nil
 	}
-	return nil, "", fmt.Errorf("load previous inventory: %w", err)
+	return nil, "", nil, fmt.Errorf("load previous inventory: %w", err)
+}
+
+// takeOver migrates the earlier scanner's inventory into this first scan:
+// the containers and processes it knew are not announced again, those gone
+// exit, and one event says so. Its file is kept beside the inventory (a
+// hard link, so that a crash before the save leaves it in place to migrate
+// again). A scan that did not see everything (Docker or every GPU process
+// source down) cannot tell a container gone from one unseen: it saves
+// nothing, and the next scan tries again.
+func takeOver(cfg Config, log *slog.Logger, legacy *inventory.Legacy, next *inventory.Inventory, ts []inventory.Transition) (*inventory.Event, []inventory.Transition, error) {
+	src := next.Sources
+	if !src[inventory.SourceDocker].OK || !src[inventory.SourceNVML].OK && !src[inventory.SourceProcfs].OK {
+		return nil, nil, fmt.Errorf("the inventory of %s.py (%d containers) is taken over by the first scan that sees Docker and the GPUs; this one did not (docker: %s)",
+			inventory.LegacySource, len(legacy.Containers), cmp.Or(src[inventory.SourceDocker].Error, "ok"))
+	}
+	ts, m := inventory.Migrate(legacy, next, ts)
+	kept := ""
+	if !cfg.DryRun {
+		var err error
+		if kept, err = inventory.KeepAside(cfg.StatePath, inventory.LegacySource, next.Scan.Time); err != nil {
+			return nil, nil, err
+		}
+	}
+	log.Warn("took over the inventory of "+inventory.LegacySource+".py", "kept_at", kept, "containers", m.Containers,
+		"containers_gone", m.Gone, "host_processes", m.HostProcesses, "pending_promoted", m.Promoted, "host_processes_exited", m.Exited)
+	e := inventory.MigratedEvent(next.Scan.ID, kept, m, time.Now().UTC())
+	return &e, ts, nil
 }
 
 // newScanner wires the scan's dependencies from the command line: the
@@ -153,7 +195,7 @@ func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
 // reach the log if and only if its inventory was saved, each once. err is
 // a failed save (nothing changed); appendErr a failed append, after which
 // unlogged events wait in the saved inventory.
-func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, resetReason string, transitions []inventory.Transition) (unlogged int, appendErr, err error) {
+func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, lead *inventory.Event, transitions []inventory.Transition) (unlogged int, appendErr, err error) {
 	baseID, waiting := "", (*inventory.Outbox)(nil)
 	if prev != nil {
 		baseID, waiting = prev.Scan.ID, prev.Outbox
@@ -166,7 +208,7 @@ func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, reset
 		log.Warn("cannot tell which of the last scan's events the log holds; they wait", "err", err)
 		carried = waiting.Events
 	}
-	events, err := newEvents(next.Scan.ID, baseID, resetReason, transitions, time.Now().UTC())
+	events, err := newEvents(next.Scan.ID, baseID, lead, transitions, time.Now().UTC())
 	if err != nil {
 		return 0, nil, err
 	}
@@ -212,13 +254,13 @@ func logGroup() int {
 	return gid
 }
 
-// newEvents encodes a scan's events, numbered in order: the reset event
-// first, when the previous inventory was unreadable, then one per
-// transition.
-func newEvents(scanID, baseID, resetReason string, ts []inventory.Transition, now time.Time) ([]inventory.PendingEvent, error) {
+// newEvents encodes a scan's events, numbered in order: lead first (the
+// event that says the scan started afresh, or took over another's
+// inventory; numbered 1), then one per transition.
+func newEvents(scanID, baseID string, lead *inventory.Event, ts []inventory.Transition, now time.Time) ([]inventory.PendingEvent, error) {
 	var events []inventory.Event
-	if resetReason != "" {
-		events = append(events, inventory.ResetEvent(scanID, resetReason, now))
+	if lead != nil {
+		events = append(events, *lead)
 	}
 	for _, t := range ts {
 		events = append(events, t.NewEvent(scanID, baseID, len(events)+1, now))

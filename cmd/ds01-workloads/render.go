@@ -42,6 +42,7 @@ func show(con console, opts options) error {
 func loadInventory(path string) (*inventory.Inventory, error) {
 	inv, err := inventory.Load(path)
 	var corrupt *inventory.CorruptError
+	var legacy *inventory.LegacyFormatError
 	switch {
 	case err == nil:
 		return inv, nil
@@ -53,6 +54,9 @@ func loadInventory(path string) (*inventory.Inventory, error) {
 			"in a directory everyone can enter: check with ls -ld %s %s", path, filepath.Dir(path), path)
 	case errors.As(err, &corrupt):
 		return nil, fmt.Errorf("%w; the next ds01-scan run moves it aside and writes a new one", err)
+	case errors.As(err, &legacy):
+		return nil, fmt.Errorf("%w: is ds01-scan.timer running, and ds01-workload-detector.timer stopped? "+
+			"(systemctl status ds01-scan.timer ds01-workload-detector.timer)", err)
 	}
 	return nil, err
 }

@@ -313,7 +313,9 @@ func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) 
 		// The lab's consumers pair a container's events by container_id,
 		// in the 12-character form its earlier scanner and docker ps use.
 		d["container_id"] = ShortID(c.ID)
-		d["container_id_full"] = c.ID
+		if ValidContainerID(c.ID) { // not one the earlier scanner knew by its short ID alone
+			d["container_id_full"] = c.ID
+		}
 		d["name"] = c.Name
 		d["container"] = c.Name
 		d["origin"] = Origin(c.Type)
@@ -394,6 +396,17 @@ func ShortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// MigratedEvent is the event saying scan scanID took over the earlier
+// scanner's inventory, kept at keptAt: the first of its scan.
+func MigratedEvent(scanID, keptAt string, m Migrated, now time.Time) Event {
+	return Event{
+		Timestamp: FormatTimestamp(now), EventType: EventInventoryMigrated, Source: EventSource, SchemaVersion: EventSchemaVersion,
+		Details: map[string]any{"scan_id": scanID, "base_scan_id": "", "event_id": EventID(scanID, 1), "from": LegacySource,
+			"kept_at": keptAt, "containers": m.Containers, "containers_gone": m.Gone, "host_processes": m.HostProcesses,
+			"pending_promoted": m.Promoted, "host_processes_exited": m.Exited},
+	}
 }
 
 // ResetEvent is the event saying the previous inventory was unreadable

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -23,6 +24,10 @@ const (
 	// the scanner started afresh: discoveries that follow may repeat ones
 	// logged before.
 	EventInventoryReset = "detection.inventory_reset"
+	// EventInventoryMigrated says the scanner took over the inventory of
+	// the lab's earlier scanner (LegacySource), with counts of what it
+	// found: the containers it knew are not discovered again.
+	EventInventoryMigrated = "detection.inventory_migrated"
 	// EventContainerRemovedLegacy is what earlier versions of ds01-scan
 	// wrote for EventContainerExited; readers of old logs take it as that.
 	EventContainerRemovedLegacy = "detection.container_removed"
@@ -142,7 +147,7 @@ func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inv
 			next.Sources[name] = st
 		}
 	}
-	for _, name := range sortedKeys(obs.Sources) {
+	for _, name := range slices.Sorted(maps.Keys(obs.Sources)) {
 		res := obs.Sources[name]
 		old, known := prev.Sources[name]
 		if res.OK {
@@ -333,13 +338,4 @@ func sortProcs(ps []HostProcess) {
 		}
 		return ps[i].StartTicks < ps[j].StartTicks
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -40,7 +40,8 @@ func (e *CorruptError) Error() string {
 
 // Load reads and validates the inventory at path. It never follows a
 // symbolic link and accepts only a regular file. A missing file yields an
-// error matching fs.ErrNotExist; an untrustworthy one a *CorruptError.
+// error matching fs.ErrNotExist; one the lab's earlier scanner wrote a
+// *LegacyFormatError; an untrustworthy one a *CorruptError.
 //
 // The inventory's strings share one block of memory, the file's: a
 // program that keeps a few of them long after the rest should keep copies
@@ -80,8 +81,12 @@ func Load(path string) (*Inventory, error) {
 	}
 	// The buffer is never written again, so it can be the string the
 	// inventory's strings are cut from, without a copy.
-	inv, err := parse(unsafe.String(unsafe.SliceData(data), len(data)))
+	text := unsafe.String(unsafe.SliceData(data), len(data))
+	inv, err := parse(text)
 	if err != nil {
+		if legacy, lerr := parseLegacy(text); lerr == nil {
+			return nil, &LegacyFormatError{Path: path, Legacy: legacy}
+		}
 		return nil, &CorruptError{Path: path, Reason: err.Error()}
 	}
 	return inv, nil
@@ -123,12 +128,12 @@ func parse(data string) (*Inventory, error) {
 // lower-case hex digits. Engines write IDs only that way, and anything
 // looser lets unrelated hex-bearing names (a cgroup path component, a
 // forged inventory key) pass for one. It is the one test of a container ID.
-func ValidContainerID(id string) bool {
-	if len(id) != 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !isDigit(c) && (c < 'a' || c > 'f') {
+func ValidContainerID(id string) bool { return len(id) == 64 && isLowerHex(id) }
+
+// isLowerHex reports whether s is lower-case hex digits only.
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isDigit(c) && (c < 'a' || c > 'f') {
 			return false
 		}
 	}
@@ -290,15 +295,31 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// MoveAside renames a corrupt inventory to "<path>.corrupt-<time>" so it can
-// be examined, and returns the new name.
-func MoveAside(path string, now time.Time) (string, error) {
-	dst := path + ".corrupt-" + now.UTC().Format("20060102T150405.000000Z")
+// MoveAside renames an inventory that is not to be read again (why:
+// "corrupt") to "<path>.<why>-<time>", so that it can be examined, and
+// returns the new name; "" when there is no file.
+func MoveAside(path, why string, now time.Time) (string, error) {
+	dst := asideName(path, why, now)
 	if err := os.Rename(path, dst); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", nil
 		}
-		return "", fmt.Errorf("move corrupt inventory aside: %w", err)
+		return "", fmt.Errorf("move inventory aside: %w", err)
 	}
 	return dst, syncDir(filepath.Dir(path))
+}
+
+// KeepAside gives the inventory at path a second name, "<path>.<why>-<time>",
+// that the next Save leaves in place: the file survives the save, and
+// remains at path until then.
+func KeepAside(path, why string, now time.Time) (string, error) {
+	dst := asideName(path, why, now)
+	if err := os.Link(path, dst); err != nil {
+		return "", fmt.Errorf("keep inventory aside: %w", err)
+	}
+	return dst, syncDir(filepath.Dir(path))
+}
+
+func asideName(path, why string, now time.Time) string {
+	return path + "." + why + "-" + now.UTC().Format("20060102T150405.000000Z")
 }

@@ -335,7 +335,7 @@ func TestMoveAside(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := writeFile(t, dir, inventoryName, []byte("{garbage"), 0o644)
-			got, err := MoveAside(path, tc.now)
+			got, err := MoveAside(path, "corrupt", tc.now)
 			if err != nil {
 				t.Fatalf("MoveAside: %v", err)
 			}
@@ -354,7 +354,7 @@ func TestMoveAside(t *testing.T) {
 
 func TestMoveAsideMissing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), inventoryName)
-	got, err := MoveAside(path, t0)
+	got, err := MoveAside(path, "corrupt", t0)
 	if got != "" || err != nil {
 		t.Errorf("MoveAside(missing) = %q, %v; want \"\", nil", got, err)
 	}
