@@ -6,8 +6,8 @@
 #
 # Settings come from the environment (the Makefile passes them):
 #   PREFIX=/usr/local  DESTDIR=  SYSCONFDIR=/etc  BUILD=bin
-#   BINDIR MANDIR DOCDIR UNITDIR TMPFILESDIR BASHCOMPDIR ZSHCOMPDIR: derived
-#   from PREFIX unless set.
+#   BINDIR MANDIR DOCDIR DATADIR LIBDIR UNITDIR TMPFILESDIR BASHCOMPDIR
+#   ZSHCOMPDIR: derived from PREFIX unless set.
 # BUILD holds what `make build man completion` made: ds01-scan,
 # ds01-workloads, man/, completion/.
 #
@@ -16,7 +16,9 @@
 # when empty) and leaves /var/lib/ds01, /var/log/ds01 and /run/ds01 alone.
 # Only when DESTDIR is empty and systemd is running (/run/systemd/system)
 # does either touch systemd: daemon-reload and enable --now ds01-scan.timer,
-# or disable --now and daemon-reload.
+# or disable --now and daemon-reload. With DESTDIR empty, both run coexist
+# (deploy/coexist.sh): the lab's detect-workloads.py timer stopped, a
+# logrotate rule where the lab has none, and back.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +38,8 @@ BUILD=${BUILD:-bin}
 BINDIR=${BINDIR:-$PREFIX/bin}
 MANDIR=${MANDIR:-$PREFIX/share/man}
 DOCDIR=${DOCDIR:-$PREFIX/share/doc/ds01}
+DATADIR=${DATADIR:-$PREFIX/share/ds01}
+LIBDIR=${LIBDIR:-$PREFIX/lib/ds01}
 BASHCOMPDIR=${BASHCOMPDIR:-$PREFIX/share/bash-completion/completions}
 # systemd looks for units and tmpfiles.d in /usr/lib and /usr/local/lib (see
 # `systemd-analyze unit-paths`), and in /etc for any other prefix.
@@ -67,7 +71,8 @@ files() {
 		0644 @unit $UNITDIR/ds01-scan.service
 		0644 $here/ds01-scan.timer $UNITDIR/ds01-scan.timer
 		0644 $here/tmpfiles.conf $TMPFILESDIR/ds01.conf
-		0644 $here/logrotate $SYSCONFDIR/logrotate.d/ds01
+		0644 $here/logrotate $DATADIR/logrotate
+		0755 $here/coexist.sh $LIBDIR/coexist
 		0644 $BUILD/man/ds01-scan.8.gz $MANDIR/man8/ds01-scan.8.gz
 		0644 $BUILD/man/ds01-workloads.1.gz $MANDIR/man1/ds01-workloads.1.gz
 		0644 $BUILD/completion/bash/ds01-scan $BASHCOMPDIR/ds01-scan
@@ -136,6 +141,9 @@ cmd_install() {
 	chmod 0644 "$DESTDIR$MANIFEST"
 	echo "installed ds01 under ${DESTDIR:-}$PREFIX (list: $DESTDIR$MANIFEST)"
 
+	if [ -z "$DESTDIR" ]; then
+		ETC=$SYSCONFDIR BINDIR=$BINDIR "$LIBDIR/coexist" install "$DATADIR/logrotate"
+	fi
 	if systemd_running; then
 		systemctl daemon-reload
 		systemd-tmpfiles --create ds01.conf
@@ -153,6 +161,9 @@ cmd_uninstall() {
 		systemctl stop ds01-scan.service 2>/dev/null || true
 		systemctl reset-failed ds01-scan.service ds01-scan.timer 2>/dev/null || true
 	fi
+	if [ -z "$DESTDIR" ] && [ -x "$LIBDIR/coexist" ]; then
+		ETC=$SYSCONFDIR "$LIBDIR/coexist" remove "$DATADIR/logrotate"
+	fi
 	if [ -f "$DESTDIR$MANIFEST" ]; then
 		while read -r kind path; do
 			case $kind in
@@ -167,7 +178,7 @@ cmd_uninstall() {
 		while read -r _ _ path; do
 			rm -f -- "$DESTDIR$path"
 		done < <(files)
-		dirs=("$DOCDIR/examples/prometheus" "$DOCDIR/examples" "$DOCDIR")
+		dirs=("$DOCDIR/examples/prometheus" "$DOCDIR/examples" "$DOCDIR" "$DATADIR" "$LIBDIR")
 	fi
 	# Deepest first; a directory that holds anything else stays.
 	for path in "${dirs[@]}"; do

@@ -3,8 +3,9 @@
 #
 #   hack/deb-test.sh DEB
 #
-# dpkg -i, check the files and that the commands and man pages work, dpkg -r
-# (only the conffile may stay), dpkg -P (nothing may stay). Every file under
+# dpkg -i, check the files and that the commands and man pages work, and that
+# postinst installed the logrotate rule (this machine has no other for the
+# event log); dpkg -r and dpkg -P (nothing may stay). Every file under
 # /usr, /etc and /var/lib/systemd is listed before and compared after. This
 # machine runs no systemd, so the maintainer scripts must leave systemd alone
 # (hack/systemd-e2e.sh covers a running one). Needs root; refuses to run where
@@ -56,9 +57,9 @@ dpkg -i "$deb"
 echo "== the installed files"
 dpkg -L ds01 | sort >"$work/listed"
 want=(
-	/etc/logrotate.d/ds01
 	/usr/bin/ds01-scan
 	/usr/bin/ds01-workloads
+	/usr/lib/ds01/coexist
 	/usr/lib/systemd/system/ds01-scan.service
 	/usr/lib/systemd/system/ds01-scan.timer
 	/usr/lib/tmpfiles.d/ds01.conf
@@ -68,6 +69,7 @@ want=(
 	/usr/share/doc/ds01/examples/nss-network.conf
 	/usr/share/doc/ds01/examples/prometheus/ds01-rules.yml
 	/usr/share/doc/ds01/examples/textfile.conf
+	/usr/share/ds01/logrotate
 	/usr/share/man/man1/ds01-workloads.1.gz
 	/usr/share/man/man8/ds01-scan.8.gz
 	/usr/share/zsh/vendor-completions/_ds01-scan
@@ -90,8 +92,9 @@ case $(dpkg-deb -f "$deb" Depends) in
 *) die "Depends is '$(dpkg-deb -f "$deb" Depends)': only libc6 is allowed (the package must install on minbase)" ;;
 esac
 conffiles=$(dpkg-query -W -f '${Conffiles}' ds01 | awk 'NF { print $1 }')
-[ "$conffiles" = /etc/logrotate.d/ds01 ] || die "conffiles are '$conffiles', want /etc/logrotate.d/ds01"
-echo "$(wc -l <"$work/files") files, Depends: $(dpkg-deb -f "$deb" Depends), conffile /etc/logrotate.d/ds01"
+[ -z "$conffiles" ] || die "conffiles are '$conffiles', want none"
+cmp -s /usr/share/ds01/logrotate /etc/logrotate.d/ds01-scan || die "postinst did not install /etc/logrotate.d/ds01-scan"
+echo "$(wc -l <"$work/files") files, Depends: $(dpkg-deb -f "$deb" Depends), no conffile, /etc/logrotate.d/ds01-scan by postinst"
 
 echo "== the commands, their man pages and completions"
 ds01-workloads --help >"$work/help" || die "ds01-workloads --help failed"
@@ -118,11 +121,11 @@ echo "ds01-workloads --help, ds01-scan --dry-run, bash completion: work"
 [ ! -e /etc/systemd/system/timers.target.wants/ds01-scan.timer ] ||
 	die "postinst enabled the timer although systemd is not running"
 
-echo "== dpkg -r ds01: only the conffile stays"
+echo "== dpkg -r ds01: nothing stays"
 dpkg -r ds01
 snapshot >"$work/removed"
 left=$(comm -13 "$work/before" "$work/removed")
-[ "$left" = /etc/logrotate.d/ds01 ] || die "after dpkg -r, left: ${left:-nothing} (want /etc/logrotate.d/ds01 only)"
+[ -z "$left" ] || die "after dpkg -r, left: $left"
 gone=$(comm -23 "$work/before" "$work/removed")
 [ -z "$gone" ] || die "dpkg -r removed files it did not install: $gone"
 

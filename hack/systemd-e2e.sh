@@ -192,12 +192,21 @@ snapshot() {
 		-o -path /var/lib/ds01 -o -path /var/log/ds01 \) -prune -o -print | sort
 }
 snapshot >"/tmp/ds01-e2e-$$.before"
+# The lab's earlier scanner, enabled and running as its deploy script leaves
+# it (a stand-in: the units are its names, the job does nothing).
+in_ct sh -c 'printf "[Unit]\nDescription=detect-workloads.py stand-in\n[Service]\nType=oneshot\nExecStart=/bin/true\n" >/etc/systemd/system/ds01-workload-detector.service'
+in_ct sh -c 'printf "[Unit]\nRequires=ds01-workload-detector.service\n[Timer]\nOnBootSec=30s\nOnUnitActiveSec=30s\n[Install]\nWantedBy=timers.target\n" >/etc/systemd/system/ds01-workload-detector.timer'
+in_ct systemctl daemon-reload
+in_ct systemctl enable --now ds01-workload-detector.timer 2>/dev/null
 
 step "dpkg -i $(basename "$deb")"
 docker cp "$deb" "$ct:/tmp/ds01.deb"
 in_ct dpkg -i /tmp/ds01.deb
 installed_at=$SECONDS
 [ "$(in_ct systemctl is-enabled ds01-scan.timer)" = enabled ] || fail "postinst did not enable ds01-scan.timer"
+[ "$(in_ct systemctl is-enabled ds01-workload-detector.timer || true)" = disabled ] || fail "postinst left the lab's ds01-workload-detector.timer enabled"
+[ "$(in_ct systemctl is-active ds01-workload-detector.timer || true)" = inactive ] || fail "postinst left the lab's ds01-workload-detector.timer running"
+echo "   the lab's ds01-workload-detector.timer: stopped and disabled"
 [ "$(in_ct systemctl is-active ds01-scan.timer)" = active ] || fail "postinst did not start ds01-scan.timer"
 in_ct systemctl --no-pager list-timers ds01-scan.timer
 
@@ -365,9 +374,10 @@ in_ct dpkg -r ds01
 # (It exits 1 when nothing matches.)
 units=$(in_ct systemctl list-unit-files --no-legend 'ds01*' || true)
 [ -z "$units" ] || fail "units left after dpkg -r: $units"
-in_ct test -f /etc/logrotate.d/ds01 || fail "dpkg -r removed the conffile /etc/logrotate.d/ds01"
+in_ct test ! -e /etc/logrotate.d/ds01-scan || fail "dpkg -r left /etc/logrotate.d/ds01-scan"
 in_ct dpkg -P ds01
-in_ct test ! -e /etc/logrotate.d/ds01 || fail "dpkg -P left /etc/logrotate.d/ds01"
+# The stand-in units are the test's, not the package's.
+in_ct rm -f /etc/systemd/system/ds01-workload-detector.service /etc/systemd/system/ds01-workload-detector.timer
 # alice's sleep is not ours; the snapshot lists files, not processes.
 snapshot >"/tmp/ds01-e2e-$$.after"
 if ! diff -u "/tmp/ds01-e2e-$$.before" "/tmp/ds01-e2e-$$.after" >"/tmp/ds01-e2e-$$.diff"; then

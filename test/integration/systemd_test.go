@@ -24,6 +24,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // deployMaxExposure is the systemd-analyze security exposure ds01-scan.service
@@ -139,9 +140,10 @@ func TestDeployMakeInstallDestdir(t *testing.T) {
 			dest := deployInstall(t, tc.prefix)
 			p := tc.prefix
 			want := []string{
-				"/etc/logrotate.d/ds01",
 				p + "/bin/ds01-scan",
 				p + "/bin/ds01-workloads",
+				p + "/lib/ds01/coexist",
+				p + "/share/ds01/logrotate",
 				tc.unitDir + "/ds01-scan.service",
 				tc.unitDir + "/ds01-scan.timer",
 				tc.tmpfilesDir + "/ds01.conf",
@@ -357,9 +359,67 @@ func TestDeployTmpfiles(t *testing.T) {
 	}
 }
 
+// labRotation is the lab's own /etc/logrotate.d/ds01 (ds01-infra's
+// config/deploy/logrotate.d/ds01, its rules as that file gives them): the
+// event log daily with copytruncate and dateext, beside its *.log files and
+// gpu-utilization.jsonl.
+const labRotation = `/var/log/ds01/*.log {
+    daily
+    rotate 30
+    compress
+    delaycompress
+    missingok
+    notifempty
+    create 0644 root root
+    sharedscripts
+}
+
+/var/log/ds01/gpu-utilization.jsonl {
+    weekly
+    rotate 12
+    compress
+    delaycompress
+    missingok
+    notifempty
+    copytruncate
+    dateext
+    dateformat -%Y%m%d
+}
+
+/var/log/ds01/events.jsonl {
+    daily
+    rotate 30
+    compress
+    delaycompress
+    missingok
+    notifempty
+    copytruncate
+    maxsize 100M
+    dateext
+    dateformat -%Y%m%d
+}
+`
+
+// monthlyReportFiles are the files the lab's monthly report reads, in its
+// order: events.jsonl-*.gz, events.jsonl-*[0-9], events.jsonl.
+func monthlyReportFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	gz, _ := filepath.Glob(filepath.Join(dir, "events.jsonl-*.gz"))
+	plain, _ := filepath.Glob(filepath.Join(dir, "events.jsonl-*[0-9]"))
+	out := append(gz, plain...)
+	if _, err := os.Stat(filepath.Join(dir, "events.jsonl")); err == nil {
+		out = append(out, filepath.Join(dir, "events.jsonl"))
+	}
+	for i := range out {
+		out[i] = filepath.Base(out[i])
+	}
+	return out
+}
+
 // TestDeployLogrotate: deploy/logrotate rotates a shared event log by
-// renaming it, keeps the mode and owner it found, and compresses from the
-// second rotation on.
+// renaming it to the names the lab's monthly report reads
+// (events.jsonl-YYYYMMDD, then .gz), keeps the mode and owner it found, and
+// compresses from the second rotation on.
 func TestDeployLogrotate(t *testing.T) {
 	logrotate := deployTool(t, "logrotate", "logrotate")
 	dir := t.TempDir()
@@ -379,7 +439,7 @@ func TestDeployLogrotate(t *testing.T) {
 		t.Fatal("deploy/logrotate does not name /var/log/ds01/events.jsonl")
 	}
 	conf = bytes.ReplaceAll(conf, []byte("/var/log/ds01/"), []byte(logDir+"/"))
-	confPath := filepath.Join(dir, "ds01")
+	confPath := filepath.Join(dir, "ds01-scan")
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -408,17 +468,93 @@ func TestDeployLogrotate(t *testing.T) {
 	if s := st.Sys().(*syscall.Stat_t); st.Mode().Perm() != 0o664 || s.Uid != 4242 || s.Gid != 4242 || st.Size() != 0 {
 		t.Errorf("new events.jsonl: mode %v uid %d gid %d size %d; want 0664 4242:4242 empty", st.Mode(), s.Uid, s.Gid, st.Size())
 	}
-	if b, err := os.ReadFile(events + ".1"); err != nil || string(b) != "{\"event_type\":\"one\"}\n" {
-		t.Errorf("events.jsonl.1: %q, %v", b, err)
+	today := events + "-" + time.Now().Format("20060102")
+	if b, err := os.ReadFile(today); err != nil || string(b) != "{\"event_type\":\"one\"}\n" {
+		t.Errorf("%s: %q, %v", filepath.Base(today), b, err)
+	}
+	// As if that rotation had been yesterday's: logrotate rotates a
+	// dateext log once a day.
+	yesterday := events + "-" + time.Now().AddDate(0, 0, -1).Format("20060102")
+	if err := os.Rename(today, yesterday); err != nil {
+		t.Fatal(err)
 	}
 	write(`{"event_type":"two"}`)
 	rotate()
-	if _, err := os.Stat(events + ".2.gz"); err != nil {
+	if _, err := os.Stat(yesterday + ".gz"); err != nil {
 		t.Errorf("second rotation did not compress the older log: %v", err)
+	}
+	got := monthlyReportFiles(t, logDir)
+	want := []string{filepath.Base(yesterday) + ".gz", filepath.Base(today), "events.jsonl"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the monthly report's globs find %v, want %v", got, want)
 	}
 	out := deployRun(t, dir, nil, logrotate, "--debug", "--state", filepath.Join(dir, "state"), confPath)
 	if strings.Contains(out, "error") {
 		t.Errorf("logrotate --debug reports an error:\n%s", out)
+	}
+}
+
+// TestDeployCoexist: deploy/coexist.sh installs ds01's logrotate rule only
+// where no other rule names the event log. With the lab's rule in place it
+// adds none, and logrotate --debug over both reports no duplicate; the
+// control: both rules at once make logrotate report one. Without the lab's
+// rule, ours goes in, and removal takes it out unless it was changed.
+func TestDeployCoexist(t *testing.T) {
+	logrotate := deployTool(t, "logrotate", "logrotate")
+	repo := deployRepo(t)
+	coexist, rule := filepath.Join(repo, "deploy/coexist.sh"), filepath.Join(repo, "deploy/logrotate")
+	run := func(etc string, args ...string) string {
+		t.Helper()
+		return deployRun(t, etc, []string{"ETC=" + etc, "SYSTEMCTL=/bin/false", "BINLOCAL=" + filepath.Join(etc, "bin")},
+			"sh", append([]string{coexist}, args...)...)
+	}
+	debug := func(etc string) string {
+		t.Helper()
+		conf := filepath.Join(etc, "logrotate.conf")
+		os.WriteFile(conf, []byte("include "+filepath.Join(etc, "logrotate.d")+"\n"), 0o644)
+		cmd := exec.Command(logrotate, "--debug", "--state", filepath.Join(etc, "state"), conf)
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	ours := func(etc string) string { return filepath.Join(etc, "logrotate.d", "ds01-scan") }
+
+	lab := t.TempDir()
+	os.MkdirAll(filepath.Join(lab, "logrotate.d"), 0o755)
+	os.WriteFile(filepath.Join(lab, "logrotate.d", "ds01"), []byte(labRotation), 0o644)
+	out := run(lab, "install", rule)
+	if _, err := os.Stat(ours(lab)); err == nil {
+		t.Errorf("with the lab's rule in place, coexist installed ours too")
+	}
+	if !strings.Contains(out, "ds01 adds no rule of its own") {
+		t.Errorf("coexist did not say why it added no rule:\n%s", out)
+	}
+	if d := debug(lab); strings.Contains(d, "duplicate") {
+		t.Errorf("logrotate --debug with the lab's rule alone:\n%s", d)
+	}
+	// The control: both at once.
+	data, _ := os.ReadFile(rule)
+	os.WriteFile(ours(lab), data, 0o644)
+	if d := debug(lab); !strings.Contains(d, "duplicate log entry") {
+		t.Errorf("logrotate --debug with both rules reports no duplicate: the check proves nothing\n%s", d)
+	}
+
+	bare := t.TempDir()
+	run(bare, "install", rule)
+	if got, err := os.ReadFile(ours(bare)); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("without the lab's rule, ours was not installed: %v", err)
+	}
+	if d := debug(bare); strings.Contains(d, "error") {
+		t.Errorf("logrotate --debug with ours alone:\n%s", d)
+	}
+	run(bare, "remove", rule)
+	if _, err := os.Stat(ours(bare)); err == nil {
+		t.Errorf("remove left the rule ds01 installed")
+	}
+	run(bare, "install", rule)
+	os.WriteFile(ours(bare), append(data, []byte("# the admin's\n")...), 0o644)
+	run(bare, "remove", rule)
+	if _, err := os.Stat(ours(bare)); err != nil {
+		t.Errorf("remove took away a rule the admin changed")
 	}
 }
 
