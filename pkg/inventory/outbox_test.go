@@ -309,7 +309,7 @@ func TestAppendLinesAfterWholeTornLine(t *testing.T) {
 			if len(unlogged) != len(tc.pending) {
 				t.Fatalf("unlogged %d, want all %d (the torn line is not ended)", len(unlogged), len(tc.pending))
 			}
-			if err := AppendLines(path, unlogged); err != nil {
+			if err := AppendLines(path, -1, unlogged); err != nil {
 				t.Fatal(err)
 			}
 			data, _ := os.ReadFile(path)

@@ -36,8 +36,9 @@ type event struct {
 	// Details holds every detail, numbers as json.Number.
 	Details map[string]any
 
-	ScanID      string
-	BaseScanID  string // "" when absent: the scan had no previous inventory
+	ScanID     string
+	BaseScanID string // "" when absent: the scan had no previous inventory
+	// ContainerID is details.container_id_full.
 	ContainerID string
 	PID         int
 	StartTicks  uint64
@@ -161,8 +162,13 @@ func parseEvent(line []byte) (event, error) {
 	if e.ScanID == "" {
 		return e, errors.New("no details.scan_id")
 	}
-	e.ContainerID, e.From, e.To, e.Changed = str(d, "container_id"), str(d, "from"), str(d, "to"), str(d, "changed")
-	e.Status, e.SourceName, e.Command, e.Runtime = str(d, "status"), str(d, "source"), str(d, "command"), str(d, "runtime")
+	// container_id is the lab's 12-character form; the checks key
+	// containers by the full ID beside it.
+	e.ContainerID, e.From, e.To, e.Changed = str(d, "container_id_full"), str(d, "from"), str(d, "to"), str(d, "changed")
+	if short := str(d, "container_id"); short != "" && (len(short) != 12 || !strings.HasPrefix(e.ContainerID, short)) {
+		return e, fmt.Errorf("details.container_id %q is not the 12-character form of container_id_full %q", short, e.ContainerID)
+	}
+	e.Status, e.SourceName, e.Command, e.Runtime = str(d, "status"), str(d, "source"), str(d, "cmdline"), str(d, "runtime")
 	if n, ok := d["pid"].(json.Number); ok {
 		pid, err := strconv.Atoi(n.String())
 		if err != nil {

@@ -300,7 +300,7 @@ func TestHostileStringsInContainers(t *testing.T) {
 	for _, id := range []string{escID, bigID, detectedID} {
 		n := 0
 		for _, e := range events {
-			if e.EventType == discovered && e.Details["container_id"] == id {
+			if e.EventType == discovered && e.ContainerID == id {
 				n++
 			}
 		}
@@ -329,7 +329,7 @@ func TestHostileStringsInContainers(t *testing.T) {
 	before := len(events)
 	s.mustScan(t, scanOpts{args: []string{"--textfile-dir", textDir}})
 	for _, e := range s.allEvents(t)[before:] {
-		if id, _ := e.Details["container_id"].(string); id == escID || id == bigID || id == detectedID {
+		if id := e.ContainerID; id == escID || id == bigID || id == detectedID {
 			t.Errorf("second scan: %s for %s: a false transition", e.EventType, id[:12])
 		}
 	}

@@ -220,7 +220,7 @@ func TestScanLifecycleEvents(t *testing.T) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
 	for _, e := range s.allEvents(t) {
-		if e.EventType == statusChanged && e.Details["container_id"] == id {
+		if e.EventType == statusChanged && e.ContainerID == id {
 			if e.Details["from"] != "running" || e.Details["to"] != "exited" {
 				t.Errorf("status change %v → %v, want running → exited", e.Details["from"], e.Details["to"])
 			}
