@@ -288,6 +288,7 @@ WHO: ATTRIBUTION AND USER SOURCE
      container_config_user          the container's configured user, when not root
      container_process_uid          the host uid its processes run as
      none                           no signal named anyone: the user is unknown
+     detect-workloads               the lab's earlier scanner named it, and ds01 names no one
    Labels are whatever the container's creator wrote; the signals further down are read
    from the host. For a host process: its uid, and for root its login uid (which survives
    sudo), then its user-<uid>.slice cgroup. root counts only when nothing else is known; a
