@@ -206,7 +206,10 @@ installed_at=$SECONDS
 [ "$(in_ct systemctl is-enabled ds01-scan.timer)" = enabled ] || fail "postinst did not enable ds01-scan.timer"
 [ "$(in_ct systemctl is-enabled ds01-workload-detector.timer || true)" = disabled ] || fail "postinst left the lab's ds01-workload-detector.timer enabled"
 [ "$(in_ct systemctl is-active ds01-workload-detector.timer || true)" = inactive ] || fail "postinst left the lab's ds01-workload-detector.timer running"
-echo "   the lab's ds01-workload-detector.timer: stopped and disabled"
+in_ct systemctl start ds01-workload-detector.service
+[ "$(in_ct systemctl show -p ConditionResult --value ds01-workload-detector.service)" = no ] ||
+	fail "ds01-workload-detector.service still runs with ds01-scan installed (the drop-in of coexist)"
+echo "   the lab's ds01-workload-detector.timer: stopped and disabled; its service kept from running by a drop-in"
 [ "$(in_ct systemctl is-active ds01-scan.timer)" = active ] || fail "postinst did not start ds01-scan.timer"
 in_ct systemctl --no-pager list-timers ds01-scan.timer
 
@@ -375,6 +378,7 @@ in_ct dpkg -r ds01
 units=$(in_ct systemctl list-unit-files --no-legend 'ds01*' || true)
 [ -z "$units" ] || fail "units left after dpkg -r: $units"
 in_ct test ! -e /etc/logrotate.d/ds01-scan || fail "dpkg -r left /etc/logrotate.d/ds01-scan"
+in_ct test ! -e /etc/systemd/system/ds01-workload-detector.service.d || fail "dpkg -r left the drop-in of ds01-workload-detector.service"
 in_ct dpkg -P ds01
 # The stand-in units are the test's, not the package's.
 in_ct rm -f /etc/systemd/system/ds01-workload-detector.service /etc/systemd/system/ds01-workload-detector.timer

@@ -230,7 +230,11 @@ func commit(cfg Config, log *slog.Logger, prev, next *inventory.Inventory, lead 
 	if err := inventory.Save(cfg.StatePath, next); err != nil {
 		return 0, nil, fmt.Errorf("save inventory: %w", err)
 	}
-	if err := inventory.AppendLines(cfg.EventsPath, logGroup(), pending); err != nil {
+	gid := -1
+	if _, err := os.Lstat(cfg.EventsPath); errors.Is(err, fs.ErrNotExist) {
+		gid = logGroup() // only a log created now is given the group
+	}
+	if err := inventory.AppendLines(cfg.EventsPath, gid, pending); err != nil {
 		return len(pending), fmt.Errorf("%w (%d events wait in the inventory for the next scan)", err, len(pending)), nil
 	}
 	return 0, nil, nil

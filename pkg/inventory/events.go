@@ -78,7 +78,11 @@ func OpenEventLog(path string, gid int) (*EventLog, error) {
 		switch {
 		case err == nil:
 			if cerr := shareLog(f, gid); cerr != nil {
+				// Not left behind half made: an existing log keeps
+				// the owner and mode it has, and this one would
+				// keep the wrong ones.
 				f.Close()
+				os.Remove(path)
 				return nil, fmt.Errorf("event log %s: %w", path, cerr)
 			}
 		case errors.Is(err, fs.ErrExist):

@@ -224,20 +224,20 @@ func Migrate(old *Legacy, next *Inventory, ts []Transition) ([]Transition, Migra
 	}
 
 	// A first scan holds every process pending.
-	running := make(map[int]bool, len(next.PendingProcesses))
+	announcedStill := make(map[int]bool, len(old.HostProcesses))
 	var pending []HostProcess
 	for _, p := range next.PendingProcesses {
-		running[p.PID] = true
 		announced, wasAnnounced := old.HostProcesses[p.PID]
 		seen, wasSeen := old.Pending[p.PID]
 		switch {
-		case wasAnnounced && sameCommand(announced.Cmdline, p.Command):
+		case wasAnnounced && sameProcess(p, announced, announced.DetectedAt):
 			m.HostProcesses++
 			if !announced.DetectedAt.IsZero() {
 				p.DetectedAt = announced.DetectedAt
 			}
 			next.HostProcesses = append(next.HostProcesses, p)
-		case wasSeen && sameCommand(seen.Cmdline, p.Command):
+			announcedStill[p.PID] = true
+		case wasSeen && sameProcess(p, seen, old.LastScan):
 			m.Promoted++
 			next.HostProcesses = append(next.HostProcesses, p)
 			promoted := next.HostProcesses[len(next.HostProcesses)-1]
@@ -250,28 +250,46 @@ func Migrate(old *Legacy, next *Inventory, ts []Transition) ([]Transition, Migra
 	sortProcs(next.HostProcesses)
 	for _, pid := range slices.Sorted(maps.Keys(old.HostProcesses)) {
 		o := old.HostProcesses[pid]
-		if running[pid] && sameCommandIn(next.HostProcesses, pid, o.Cmdline) {
+		if announcedStill[pid] {
 			continue
 		}
 		m.Exited++
 		gone := HostProcess{PID: pid, Type: TypeHostProcess, Command: o.Cmdline, User: o.User, UserSource: LegacySource, DetectedAt: o.DetectedAt}
 		out = append(out, Transition{Type: EventHostProcessExited, Process: &gone, GPUUUID: o.GPUUUID})
 	}
+	setGPUUUIDs(out, next.GPUs)
 	return out, m
 }
 
-// sameCommand reports whether a command line the earlier scanner recorded
-// (arguments joined by spaces) is the process's now: a PID reused by
-// another program is not the process it knew.
-func sameCommand(recorded, now string) bool {
-	return strings.TrimSpace(recorded) == strings.TrimSpace(now)
+// sameProcess reports whether p is the process the earlier scanner
+// recorded as o, by then (when it first saw it, or its last scan): the same
+// command line, and started before then, so that a PID reused since by
+// another run of the same command is not taken for it. A process whose
+// start is unknown, or an old record without a time, is judged by the
+// command line alone.
+func sameProcess(p HostProcess, o LegacyProcess, by time.Time) bool {
+	if !by.IsZero() && !p.StartedAt.IsZero() && p.StartedAt.After(by) {
+		return false
+	}
+	return sameCommand(o.Cmdline, p.Command)
 }
 
-func sameCommandIn(ps []HostProcess, pid int, cmdline string) bool {
-	for _, p := range ps {
-		if p.PID == pid {
-			return sameCommand(cmdline, p.Command)
+// sameCommand compares a command line the earlier scanner recorded (Python:
+// arguments split at NUL, empty ones dropped, joined by spaces, invalid
+// UTF-8 replaced) with ds01's (every byte kept, cut at MaxCommand bytes):
+// words compared after making both valid UTF-8, up to the shorter where one
+// was cut.
+func sameCommand(recorded, now string) bool {
+	a := strings.Fields(strings.ToValidUTF8(recorded, "\uFFFD"))
+	b := strings.Fields(strings.ToValidUTF8(now, "\uFFFD"))
+	if len(now) >= maxRecordedCommand && len(b) > 0 {
+		b = b[:len(b)-1] // the last word may be cut
+		if len(a) > len(b) {
+			a = a[:len(b)]
 		}
 	}
-	return false
+	return slices.Equal(a, b)
 }
+
+// maxRecordedCommand is where ds01 cuts a command line (detect.MaxCommand).
+const maxRecordedCommand = 4096

@@ -86,8 +86,11 @@ func TestMigrate(t *testing.T) {
 	kept, changed, fresh, gone := rcontainer(1, "running", TypeDockerCompose), rcontainer(2, "exited", TypeRawDocker),
 		rcontainer(3, "running", TypeDevcontainer), rid(4)
 	changed.User = "unknown"
-	announced, seen, reused, newer := process(100, 1), process(200, 2), process(300, 3), process(400, 4)
+	announced, seen, reused, newer, restarted := process(100, 1), process(200, 2), process(300, 3), process(400, 4), process(500, 5)
 	reused.Command = "python other.py"
+	// The same command, but started after the old scanner saw its PID: a
+	// PID reused by another run.
+	restarted.StartedAt = t0
 	old := &Legacy{
 		Containers: map[string]LegacyContainer{
 			ShortID(kept.ID):    {ID: ShortID(kept.ID), Name: "x", Origin: "compose", User: "alice", Status: "running", DetectedAt: t0.Add(-48 * time.Hour)},
@@ -98,13 +101,14 @@ func TestMigrate(t *testing.T) {
 			100: {PID: 100, Cmdline: announced.Command, DetectedAt: t0.Add(-time.Hour)},
 			300: {PID: 300, Cmdline: "python train.py"},
 			999: {PID: 999, Cmdline: "python gone.py", User: "dave", GPUUUID: "GPU-9"},
+			500: {PID: 500, Cmdline: restarted.Command, DetectedAt: t0.Add(-time.Hour)},
 		},
 		Pending: map[int]LegacyProcess{200: {PID: 200, Cmdline: seen.Command}},
 	}
-	next, ts := Reconcile(nil, allOK([]Container{kept, changed, fresh}, []HostProcess{announced, seen, reused, newer}), t0)
+	next, ts := Reconcile(nil, allOK([]Container{kept, changed, fresh}, []HostProcess{announced, seen, reused, newer, restarted}), t0)
 	ts, m := Migrate(old, next, ts)
 
-	if m != (Migrated{Containers: 2, Gone: 1, HostProcesses: 1, Promoted: 1, Exited: 2}) {
+	if m != (Migrated{Containers: 2, Gone: 1, HostProcesses: 1, Promoted: 1, Exited: 3}) {
 		t.Errorf("counts %+v", m)
 	}
 	var got []string
@@ -122,6 +126,7 @@ func TestMigrate(t *testing.T) {
 		EventContainerExited + " " + ShortID(gone),
 		EventHostProcessDiscovered + " " + seen.Command,
 		EventHostProcessExited + " python train.py",
+		EventHostProcessExited + " " + restarted.Command,
 		EventHostProcessExited + " python gone.py",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -144,8 +149,8 @@ func TestMigrate(t *testing.T) {
 	for _, p := range next.PendingProcesses {
 		pending = append(pending, p.PID)
 	}
-	if len(hosts) != 2 || hosts[0] != 100 || hosts[1] != 200 || len(pending) != 2 || pending[0] != 300 || pending[1] != 400 {
-		t.Errorf("host processes %v, pending %v; want 100 200 and 300 400", hosts, pending)
+	if len(hosts) != 2 || hosts[0] != 100 || hosts[1] != 200 || len(pending) != 3 || pending[0] != 300 || pending[1] != 400 || pending[2] != 500 {
+		t.Errorf("host processes %v, pending %v; want 100 200 and 300 400 500", hosts, pending)
 	}
 	if err := next.Validate(); err != nil {
 		t.Errorf("migrated inventory invalid: %v", err)
@@ -159,7 +164,7 @@ func TestMigrate(t *testing.T) {
 		log.WriteString(`{"event_type":"detection.container_discovered","source":"detect-workloads","details":{"container_id":"` + o.ID + `"}}` + "\n")
 	}
 	log.WriteString(`{"event_type":"detection.container_discovered","source":"detect-workloads","details":{"container_id":"` + ShortID(gone) + `"}}` + "\n")
-	for _, pid := range []string{"100", "300", "999"} {
+	for _, pid := range []string{"100", "300", "500", "999"} {
 		log.WriteString(`{"event_type":"detection.host_gpu_process_discovered","source":"detect-workloads","details":{"pid":` + pid + `}}` + "\n")
 	}
 	log.WriteString(mustLine(MigratedEvent("S1", "kept", m, t0)))
@@ -169,6 +174,13 @@ func TestMigrate(t *testing.T) {
 	r := replay(t, log.String())
 	if d := r.Compare(next); !d.Agree() || len(r.Inconsistent) > 0 {
 		t.Errorf("replay after the migration: %+v, inconsistent %v", d, r.Inconsistent)
+	}
+	// The process it had announced exits later, named by ds01 with its
+	// start time: the replay finds it by its PID.
+	log.WriteString(mustLine(Transition{Type: EventHostProcessExited, Process: &announced}.NewEvent("S2", "S1", 1, t0)))
+	r = replay(t, log.String())
+	if len(r.Inconsistent) > 0 || r.HostProcesses[ProcessKey{PID: 100}] || r.HostProcesses[announced.Key()] {
+		t.Errorf("the exit of a process the earlier scanner announced: inconsistent %v, state %v", r.Inconsistent, r.HostProcesses)
 	}
 }
 
@@ -200,5 +212,45 @@ func TestKeepAside(t *testing.T) {
 	}
 	if _, err := Load(path); err != nil {
 		t.Errorf("the saved inventory: %v", err)
+	}
+}
+
+// TestSameCommand: the earlier scanner's command line (Python: empty
+// arguments dropped, invalid UTF-8 replaced) is ds01's (every byte, cut at
+// 4096) for the same process, and not another's.
+func TestSameCommand(t *testing.T) {
+	long := "python train.py " + strings.Repeat("--flag=value ", 400)
+	for _, tc := range []struct {
+		recorded, now string
+		same          bool
+	}{
+		{"python a.py", "python a.py", true},
+		{"python a.py --x", "python  a.py --x ", true},
+		{"python caf\ufffd.py", "python caf\xe9.py", true},
+		{strings.TrimSpace(long), long[:maxRecordedCommand], true},
+		{"python a.py", "python b.py", false},
+		{"python a.py", "python a.py --resume", false},
+	} {
+		if got := sameCommand(tc.recorded, tc.now); got != tc.same {
+			t.Errorf("sameCommand(%.40q, %.40q) = %v, want %v", tc.recorded, tc.now, got, tc.same)
+		}
+	}
+}
+
+// TestKeepAsideOnce: kept twice (a scan that failed to save after keeping
+// it), the file has one second name, not two.
+func TestKeepAsideOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, inventoryName, []byte(legacyDoc("", "", "")), 0o644)
+	first, err := KeepAside(path, LegacySource, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := KeepAside(path, LegacySource, t0.Add(30*time.Second))
+	if err != nil || second != first {
+		t.Errorf("kept again as %q (%v), want the first name %q", second, err, first)
+	}
+	if names, _ := filepath.Glob(path + ".*"); len(names) != 1 {
+		t.Errorf("second names: %v", names)
 	}
 }

@@ -128,16 +128,22 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 		next.HostProcesses = append(next.HostProcesses, markStale(prev.HostProcesses, func(p *HostProcess) { p.Stale = true })...)
 		next.PendingProcesses = append(next.PendingProcesses, prev.PendingProcesses...)
 	}
-	uuids := make(map[string]string, len(next.GPUs))
-	for _, g := range next.GPUs {
+	setGPUUUIDs(ts, next.GPUs)
+	return next, ts
+}
+
+// setGPUUUIDs gives each host process transition the UUID of the process's
+// first GPU, where it has one and gpus names it.
+func setGPUUUIDs(ts []Transition, gpus []GPUDevice) {
+	uuids := make(map[string]string, len(gpus))
+	for _, g := range gpus {
 		uuids[g.ID] = g.UUID
 	}
 	for i := range ts {
-		if p := ts[i].Process; p != nil && len(p.GPUs) > 0 {
+		if p := ts[i].Process; p != nil && len(p.GPUs) > 0 && ts[i].GPUUUID == "" {
 			ts[i].GPUUUID = uuids[p.GPUs[0]]
 		}
 	}
-	return next, ts
 }
 
 func reconcileSources(prev *Inventory, obs Observation, now time.Time, next *Inventory) []Transition {

@@ -148,12 +148,16 @@ func (r *Replayed) apply(e replayEvent) string {
 			return "container " + id + " left, never discovered"
 		}
 	case EventHostProcessDiscovered:
-		known := r.HostProcesses[key]
+		known := r.HostProcesses[key] || r.HostProcesses[ProcessKey{PID: d.PID}]
 		r.HostProcesses[key] = true
 		if known {
 			return fmt.Sprintf("host process %d discovered again", d.PID)
 		}
 	case EventHostProcessExited:
+		// The earlier scanner named a process by its PID alone.
+		if !r.HostProcesses[key] {
+			key = ProcessKey{PID: d.PID}
+		}
 		known := r.HostProcesses[key]
 		delete(r.HostProcesses, key)
 		if !known {

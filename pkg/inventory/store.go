@@ -313,6 +313,21 @@ func MoveAside(path, why string, now time.Time) (string, error) {
 // that the next Save leaves in place: the file survives the save, and
 // remains at path until then.
 func KeepAside(path, why string, now time.Time) (string, error) {
+	// A scan that kept the file and then failed to save leaves the name:
+	// the next one reuses it rather than adding another.
+	if st, err := os.Lstat(path); err == nil {
+		dir, base := filepath.Split(path)
+		entries, _ := os.ReadDir(filepath.Clean(dir + "."))
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), base+"."+why+"-") {
+				continue
+			}
+			name := filepath.Join(dir, e.Name())
+			if other, err := os.Lstat(name); err == nil && os.SameFile(st, other) {
+				return name, nil
+			}
+		}
+	}
 	dst := asideName(path, why, now)
 	if err := os.Link(path, dst); err != nil {
 		return "", fmt.Errorf("keep inventory aside: %w", err)

@@ -497,8 +497,11 @@ func TestDeployLogrotate(t *testing.T) {
 // TestDeployCoexist: deploy/coexist.sh installs ds01's logrotate rule only
 // where no other rule names the event log. With the lab's rule in place it
 // adds none, and logrotate --debug over both reports no duplicate; the
-// control: both rules at once make logrotate report one. Without the lab's
-// rule, ours goes in, and removal takes it out unless it was changed.
+// control: both rules at once make logrotate report one. A file logrotate
+// skips (.dpkg-old) or a pattern that does not reach the log (* crosses no
+// /) does not count; the rule earlier ds01 versions installed as
+// /etc/logrotate.d/ds01 is taken away. Without the lab's rule, ours goes in;
+// an upgrade replaces it, removal takes it out unless the admin changed it.
 func TestDeployCoexist(t *testing.T) {
 	logrotate := deployTool(t, "logrotate", "logrotate")
 	repo := deployRepo(t)
@@ -512,15 +515,28 @@ func TestDeployCoexist(t *testing.T) {
 		t.Helper()
 		conf := filepath.Join(etc, "logrotate.conf")
 		os.WriteFile(conf, []byte("include "+filepath.Join(etc, "logrotate.d")+"\n"), 0o644)
-		cmd := exec.Command(logrotate, "--debug", "--state", filepath.Join(etc, "state"), conf)
-		out, _ := cmd.CombinedOutput()
+		out, _ := exec.Command(logrotate, "--debug", "--state", filepath.Join(etc, "state"), conf).CombinedOutput()
 		return string(out)
 	}
 	ours := func(etc string) string { return filepath.Join(etc, "logrotate.d", "ds01-scan") }
+	etcWith := func(files map[string]string) string {
+		etc := t.TempDir()
+		os.MkdirAll(filepath.Join(etc, "logrotate.d"), 0o755)
+		for name, text := range files {
+			os.WriteFile(filepath.Join(etc, "logrotate.d", name), []byte(text), 0o644)
+		}
+		return etc
+	}
+	data, err := os.ReadFile(rule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	installedOurs := func(etc string) bool {
+		got, err := os.ReadFile(ours(etc))
+		return err == nil && bytes.HasPrefix(got, data) && bytes.Count(got[len(data):], []byte("\n")) == 1
+	}
 
-	lab := t.TempDir()
-	os.MkdirAll(filepath.Join(lab, "logrotate.d"), 0o755)
-	os.WriteFile(filepath.Join(lab, "logrotate.d", "ds01"), []byte(labRotation), 0o644)
+	lab := etcWith(map[string]string{"ds01": labRotation})
 	out := run(lab, "install", rule)
 	if _, err := os.Stat(ours(lab)); err == nil {
 		t.Errorf("with the lab's rule in place, coexist installed ours too")
@@ -532,30 +548,65 @@ func TestDeployCoexist(t *testing.T) {
 		t.Errorf("logrotate --debug with the lab's rule alone:\n%s", d)
 	}
 	// The control: both at once.
-	data, _ := os.ReadFile(rule)
 	os.WriteFile(ours(lab), data, 0o644)
 	if d := debug(lab); !strings.Contains(d, "duplicate log entry") {
 		t.Errorf("logrotate --debug with both rules reports no duplicate: the check proves nothing\n%s", d)
 	}
 
-	bare := t.TempDir()
+	for name, files := range map[string]map[string]string{
+		"no other rule":                   nil,
+		"the lab's rule set aside":        {"ds01.dpkg-old": labRotation},
+		"a pattern that stops at a /":     {"other": "/var/log/*.jsonl {\n weekly\n}\n"},
+		"the rule earlier ds01 installed": {"ds01": string(mustRead(t, filepath.Join(repo, "test/integration/testdata/former-logrotate")))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			etc := etcWith(files)
+			run(etc, "install", rule)
+			if !installedOurs(etc) {
+				t.Fatalf("ours was not installed")
+			}
+			if _, former := files["ds01"]; former {
+				if _, err := os.Stat(filepath.Join(etc, "logrotate.d", "ds01")); err == nil {
+					t.Errorf("the rule earlier ds01 versions installed is still there")
+				}
+			}
+			if d := debug(etc); strings.Contains(d, "duplicate") {
+				t.Errorf("logrotate --debug with ours:\n%s", d)
+			}
+		})
+	}
+
+	bare := etcWith(nil)
 	run(bare, "install", rule)
-	if got, err := os.ReadFile(ours(bare)); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("without the lab's rule, ours was not installed: %v", err)
+	// An upgrade whose rule differs replaces an unchanged copy.
+	newer := filepath.Join(t.TempDir(), "logrotate")
+	os.WriteFile(newer, append(append([]byte{}, data...), "# newer\n"...), 0o644)
+	run(bare, "install", newer)
+	if got, _ := os.ReadFile(ours(bare)); !bytes.Contains(got, []byte("# newer\n")) {
+		t.Errorf("an upgrade kept the older rule")
 	}
-	if d := debug(bare); strings.Contains(d, "error") {
-		t.Errorf("logrotate --debug with ours alone:\n%s", d)
-	}
-	run(bare, "remove", rule)
+	run(bare, "remove", newer)
 	if _, err := os.Stat(ours(bare)); err == nil {
 		t.Errorf("remove left the rule ds01 installed")
 	}
 	run(bare, "install", rule)
-	os.WriteFile(ours(bare), append(data, []byte("# the admin's\n")...), 0o644)
+	f, _ := os.OpenFile(ours(bare), os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("# the admin's\n")
+	f.Close()
+	run(bare, "install", rule)
 	run(bare, "remove", rule)
-	if _, err := os.Stat(ours(bare)); err != nil {
-		t.Errorf("remove took away a rule the admin changed")
+	if got, err := os.ReadFile(ours(bare)); err != nil || !bytes.HasSuffix(got, []byte("# the admin's\n")) {
+		t.Errorf("install or remove changed a rule the admin changed: %v", err)
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // TestPrometheusRules: the example alerting rules load and their unit tests
