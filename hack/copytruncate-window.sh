@@ -3,13 +3,14 @@
 #
 #   hack/copytruncate-window.sh [SIZE_MIB ...]     default: 1 10 100
 #
-# For each size: a log of SIZE MiB, rotated once by the lab's rule (daily,
-# copytruncate, dateext) while a writer appends a numbered line every
+# For each size: a log of SIZE MiB, rotated once by the lab's rule
+# (test/integration/testdata/lab-logrotate: daily, copytruncate, dateext) while a writer appends a numbered line every
 # millisecond as the lab's Python tools do (open, append, close); then the
 # lines in the rotated copy and the log are counted. A line appended between
 # the copy and the truncation is in neither: the lost lines measure that
 # window in milliseconds. Needs logrotate and python3.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1 10 100)
 work=$(mktemp -d /tmp/ds01-copytruncate.XXXXXX)
@@ -19,20 +20,7 @@ for size in "${sizes[@]}"; do
 	mkdir -p "$dir"
 	log=$dir/events.jsonl
 	head -c $((size << 20)) /dev/zero | tr '\0' x | fold -w 400 | sed 's/.*/{"old":"&"}/' >"$log"
-	cat >"$dir/rule" <<-RULE
-		$log {
-		    daily
-		    rotate 30
-		    compress
-		    delaycompress
-		    missingok
-		    notifempty
-		    copytruncate
-		    maxsize 100M
-		    dateext
-		    dateformat -%Y%m%d
-		}
-	RULE
+	sed "s|/var/log/ds01/|$dir/|g" test/integration/testdata/lab-logrotate >"$dir/rule"
 	python3 - "$log" <<-'PY' &
 		import sys, time
 		log, n, end = sys.argv[1], 0, time.time() + 6

@@ -359,46 +359,11 @@ func TestDeployTmpfiles(t *testing.T) {
 	}
 }
 
-// labRotation is the lab's own /etc/logrotate.d/ds01 (ds01-infra's
-// config/deploy/logrotate.d/ds01, its rules as that file gives them): the
-// event log daily with copytruncate and dateext, beside its *.log files and
-// gpu-utilization.jsonl.
-const labRotation = `/var/log/ds01/*.log {
-    daily
-    rotate 30
-    compress
-    delaycompress
-    missingok
-    notifempty
-    create 0644 root root
-    sharedscripts
+// labRotation is the lab's own /etc/logrotate.d/ds01, from testdata.
+func labRotation(t *testing.T) string {
+	t.Helper()
+	return string(mustRead(t, filepath.Join(deployRepo(t), "test/integration/testdata/lab-logrotate")))
 }
-
-/var/log/ds01/gpu-utilization.jsonl {
-    weekly
-    rotate 12
-    compress
-    delaycompress
-    missingok
-    notifempty
-    copytruncate
-    dateext
-    dateformat -%Y%m%d
-}
-
-/var/log/ds01/events.jsonl {
-    daily
-    rotate 30
-    compress
-    delaycompress
-    missingok
-    notifempty
-    copytruncate
-    maxsize 100M
-    dateext
-    dateformat -%Y%m%d
-}
-`
 
 // monthlyReportFiles are the files the lab's monthly report reads, in its
 // order: events.jsonl-*.gz, events.jsonl-*[0-9], events.jsonl.
@@ -536,7 +501,7 @@ func TestDeployCoexist(t *testing.T) {
 		return err == nil && bytes.HasPrefix(got, data) && bytes.Count(got[len(data):], []byte("\n")) == 1
 	}
 
-	lab := etcWith(map[string]string{"ds01": labRotation})
+	lab := etcWith(map[string]string{"ds01": labRotation(t)})
 	out := run(lab, "install", rule)
 	if _, err := os.Stat(ours(lab)); err == nil {
 		t.Errorf("with the lab's rule in place, coexist installed ours too")
@@ -555,7 +520,7 @@ func TestDeployCoexist(t *testing.T) {
 
 	for name, files := range map[string]map[string]string{
 		"no other rule":                   nil,
-		"the lab's rule set aside":        {"ds01.dpkg-old": labRotation},
+		"the lab's rule set aside":        {"ds01.dpkg-old": labRotation(t)},
 		"a pattern that stops at a /":     {"other": "/var/log/*.jsonl {\n weekly\n}\n"},
 		"the rule earlier ds01 installed": {"ds01": string(mustRead(t, filepath.Join(repo, "test/integration/testdata/former-logrotate")))},
 	} {
