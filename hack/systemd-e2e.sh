@@ -375,7 +375,7 @@ step "dpkg -r, then dpkg -P: nothing left but the inventory and the log"
 in_ct dpkg -r ds01
 [ "$(in_ct systemctl is-active ds01-scan.timer || true)" = inactive ] || fail "ds01-scan.timer still active after dpkg -r"
 # (It exits 1 when nothing matches.)
-units=$(in_ct systemctl list-unit-files --no-legend 'ds01*' || true)
+units=$(in_ct systemctl list-unit-files --no-legend 'ds01-scan*' || true)
 [ -z "$units" ] || fail "units left after dpkg -r: $units"
 in_ct test ! -e /etc/logrotate.d/ds01-scan || fail "dpkg -r left /etc/logrotate.d/ds01-scan"
 in_ct test ! -e /etc/systemd/system/ds01-workload-detector.service.d || fail "dpkg -r left the drop-in of ds01-workload-detector.service"
