@@ -85,6 +85,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "proc-root", Value: "/proc", Usage: "procfs mount point", Hidden: true},
 			&cli.StringFlag{Name: "cgroup-root", Value: "/sys/fs/cgroup", Usage: "cgroup filesystem mount point", Hidden: true},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the scan to `FILE`", Hidden: true},
+			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the scan to `FILE`", Hidden: true},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the would-be inventory as JSON on stdout and write nothing"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log debug detail"},
 		},
@@ -127,6 +128,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					return err
 				}
 				defer stopProfile()
+			}
+			if path := c.String("memprofile"); path != "" {
+				write := startMemProfile(path)
+				err := Scan(ctx, cfg, log, stdout)
+				return errors.Join(err, write())
 			}
 			return Scan(ctx, cfg, log, stdout)
 		},

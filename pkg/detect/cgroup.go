@@ -1,14 +1,14 @@
 package detect
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // CgroupLine is one line of /proc/<pid>/cgroup: a v1 hierarchy with its
@@ -22,20 +22,24 @@ type CgroupLine struct {
 // ParseCgroupFile parses the contents of /proc/<pid>/cgroup. Malformed lines
 // are skipped; the kernel writes this file, but a test tree may not.
 func ParseCgroupFile(data []byte) []CgroupLine {
-	var out []CgroupLine
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 {
+	out := make([]CgroupLine, 0, bytes.Count(data, []byte{'\n'})+1)
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSuffix(line, []byte{'\n'})
+		h, rest, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
 			continue
 		}
-		h, err := strconv.Atoi(parts[0])
-		if err != nil || !strings.HasPrefix(parts[2], "/") {
+		controllers, path, ok := bytes.Cut(rest, []byte{':'})
+		if !ok || !bytes.HasPrefix(path, []byte{'/'}) {
 			continue
 		}
-		l := CgroupLine{Hierarchy: h, Path: parts[2]}
-		if parts[1] != "" {
-			l.Controllers = strings.Split(parts[1], ",")
+		n, err := strconv.Atoi(string(h))
+		if err != nil {
+			continue
+		}
+		l := CgroupLine{Hierarchy: n, Path: string(path)}
+		if len(controllers) > 0 {
+			l.Controllers = strings.Split(string(controllers), ",")
 		}
 		out = append(out, l)
 	}
@@ -164,12 +168,14 @@ func minusInactiveFile(usage uint64, statFile, key string) uint64 {
 	return usage - inactive
 }
 
+// readUint reads a cgroup file holding one number.
 func readUint(path string) (uint64, error) {
-	data, err := os.ReadFile(path)
+	var buf [64]byte
+	data, err := readFileAt(unix.AT_FDCWD, path, buf[:0], len(buf), false)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	n, err := strconv.ParseUint(string(bytes.TrimSpace(data)), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("parse %s: %w", path, err)
 	}
@@ -178,7 +184,8 @@ func readUint(path string) (uint64, error) {
 
 // readKeyed reads "key value" lines (cpu.stat, memory.stat) and returns key's value.
 func readKeyed(path, key string) (uint64, error) {
-	data, err := os.ReadFile(path)
+	var buf [4096]byte
+	data, err := readFileAt(unix.AT_FDCWD, path, buf[:0], maxKernelFile, false)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -186,11 +193,10 @@ func readKeyed(path, key string) (uint64, error) {
 }
 
 func parseKeyed(data []byte, key, name string) (uint64, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if ok && k == key {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	for line := range bytes.Lines(data) {
+		k, v, ok := bytes.Cut(line, []byte{' '})
+		if ok && string(k) == key {
+			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
 			if err != nil {
 				return 0, fmt.Errorf("parse %s in %s: %w", key, name, err)
 			}

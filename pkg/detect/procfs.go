@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -200,12 +199,14 @@ func (p *Procfs) Cgroup(pid int) ([]CgroupLine, error) {
 	return ParseCgroupFile(data), nil
 }
 
-// procDir is one process's directory, open as a root: every file of it is
-// read through this one handle, and nothing it holds can lead outside it.
-// A handle on an exited process keeps failing even if the PID is reused at
-// once, so the files read through it all describe the same process.
+// procDir is one process's directory, held open: every file of it is read
+// relative to this one descriptor, by a name of one component that is never
+// followed when it is a symbolic link, so nothing read through it can lead
+// outside it. A handle on an exited process keeps failing even if the PID
+// is reused at once, so the files read through it all describe the same
+// process.
 type procDir struct {
-	root *os.Root
+	fd   int
 	path string
 }
 
@@ -214,22 +215,22 @@ func (p *Procfs) open(pid int) (procDir, error) {
 	if pid <= 0 {
 		return procDir{}, fmt.Errorf("read process: invalid pid %d", pid)
 	}
-	path := filepath.Join(p.root, strconv.Itoa(pid))
-	r, err := os.OpenRoot(path)
+	path := p.root + "/" + strconv.Itoa(pid)
+	fd, err := openAt(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
 		return procDir{}, procErr(path, err)
 	}
-	return procDir{root: r, path: path}, nil
+	return procDir{fd: fd, path: path}, nil
 }
 
-func (d procDir) close() { d.root.Close() }
+func (d procDir) close() { unix.Close(d.fd) }
 
-// read reads one file of the process; the error names it and wraps
+// read reads one file of the process whole; the error names it and wraps
 // ErrVanished when the process is gone.
 func (d procDir) read(name string) ([]byte, error) {
-	data, err := d.root.ReadFile(name)
+	data, err := readFileAt(d.fd, name, make([]byte, 0, 4096), maxKernelFile, false)
 	if err != nil {
-		return nil, procErr(filepath.Join(d.path, name), err)
+		return nil, procErr(d.path+"/"+name, err)
 	}
 	return data, nil
 }
@@ -237,20 +238,11 @@ func (d procDir) read(name string) ([]byte, error) {
 // readCapped reads at most n bytes of one file of the process: a command
 // line can be megabytes long.
 func (d procDir) readCapped(name string, n int) ([]byte, error) {
-	f, err := d.root.Open(name)
+	data, err := readFileAt(d.fd, name, make([]byte, 0, min(n, 4096)), n, true)
 	if err != nil {
-		return nil, procErr(filepath.Join(d.path, name), err)
+		return nil, procErr(d.path+"/"+name, err)
 	}
-	defer f.Close()
-	buf := make([]byte, n)
-	got, err := io.ReadFull(f, buf)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		err = nil
-	}
-	if err != nil {
-		return nil, procErr(filepath.Join(d.path, name), err)
-	}
-	return buf[:got], nil
+	return data, nil
 }
 
 // parseErr says that one file of the process did not parse.

@@ -17,16 +17,16 @@ import (
 // stamp is a time as the inventory writes it.
 type stamp time.Time
 
-// MarshalJSON writes the time with six fractional digits. A time whose UTC
+// MarshalText writes the time with six fractional digits. A time whose UTC
 // year has not four digits (only a forged file holds one) is written as
-// time.Time writes it, in its own zone, so that Load reads it back.
-func (s stamp) MarshalJSON() ([]byte, error) {
+// time.Time writes it, in its own zone, so that Load reads it back. Text,
+// not JSON: encoding/json quotes a text as it is, where it would parse and
+// compact again what a MarshalJSON returned.
+func (s stamp) MarshalText() ([]byte, error) {
 	if y := time.Time(s).UTC().Year(); y < 0 || y > 9999 {
-		return time.Time(s).MarshalJSON()
+		return time.Time(s).MarshalText()
 	}
-	b := make([]byte, 0, len(timestampLayout)+2)
-	b = append(appendTimestamp(append(b, '"'), time.Time(s)), '"')
-	return b, nil
+	return appendTimestamp(make([]byte, 0, len(timestampLayout)), time.Time(s)), nil
 }
 
 // stampPtr is a *time.Time as a *stamp: nil stays nil (JSON null).
