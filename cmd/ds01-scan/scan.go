@@ -174,10 +174,11 @@ func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
 	if cfg.DockerHost != "" {
 		opts = append(opts, client.WithHost(cfg.DockerHost))
 	}
-	api, err := client.New(opts...)
+	c, err := client.New(opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker client: %w", err)
 	}
+	api := detect.NewEngine(c)
 	host, _ := os.Hostname()
 	procfs := detect.NewProcfs(cfg.ProcRoot)
 	s := scan.New(scan.Deps{

@@ -32,10 +32,10 @@ const MaxCommand = 4096
 // inspectWorkers bounds concurrent inspect calls on a cold scan.
 const inspectWorkers = 8
 
-// DockerAPI is the part of the Docker Engine API the scanner uses; the
-// moby client satisfies it.
+// DockerAPI is the part of the Docker Engine API the scanner uses; Engine
+// satisfies it.
 type DockerAPI interface {
-	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ListContainers(ctx context.Context) ([]ListedContainer, error)
 	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
 	Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error)
 }
@@ -87,20 +87,21 @@ func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Contain
 	// those containers are nearly all still running.
 	stats := d.prefetchStats(prev)
 	lctx, cancel := context.WithTimeout(ctx, d.callTimeout)
-	list, err := d.api.ContainerList(lctx, client.ContainerListOptions{All: true})
+	list, err := d.api.ListContainers(lctx)
 	cancel()
 	pre := stats()
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	out := make([]SeenContainer, 0, len(list.Items))
+	out := make([]SeenContainer, 0, len(list))
 	var toInspect []int
-	for _, s := range list.Items {
+	for i := range list {
+		s := &list[i]
 		if !inventory.ValidContainerID(s.ID) {
 			d.log.Warn("engine listed a container with a malformed id; skipped", "id", s.ID)
 			continue
 		}
-		obs := SeenContainer{Container: fromSummary(s)}
+		obs := SeenContainer{Container: fromList(s)}
 		p := prev[s.ID]
 		if p != nil && p.Status == obs.Container.Status && p.InspectError == "" && !nodesReadAsIndices(p.GPU) {
 			obs.Container = carryForward(*p, obs.Container)
@@ -277,13 +278,13 @@ func CPUPercent(prevNS uint64, prevAt time.Time, nowNS uint64, nowAt time.Time) 
 	return &pct
 }
 
-// fromSummary takes what the list call gives.
-func fromSummary(s container.Summary) inventory.Container {
+// fromList takes what the list call gives.
+func fromList(s *ListedContainer) inventory.Container {
 	c := inventory.Container{
 		ID:      s.ID,
 		Image:   s.Image,
 		Command: inventory.Truncate(s.Command, MaxCommand),
-		Status:  string(s.State),
+		Status:  s.State,
 		Labels:  keptLabels(s.Labels),
 	}
 	if len(s.Names) > 0 {

@@ -39,14 +39,14 @@ func (f *fakeDocker) wait(ctx context.Context) error {
 	return nil
 }
 
-func (f *fakeDocker) ContainerList(ctx context.Context, _ client.ContainerListOptions) (client.ContainerListResult, error) {
+func (f *fakeDocker) ListContainers(ctx context.Context) ([]detect.ListedContainer, error) {
 	if err := f.wait(ctx); err != nil {
-		return client.ContainerListResult{}, err
+		return nil, err
 	}
-	return client.ContainerListResult{Items: []container.Summary{{
-		ID: dockerID, Names: []string{"/train"}, Image: "busybox", State: container.StateRunning,
+	return []detect.ListedContainer{{
+		ID: dockerID, Names: []string{"/train"}, Image: "busybox", State: string(container.StateRunning),
 		Labels: map[string]string{"ds01.user": "alice"}, Created: 1_700_000_000,
-	}}}, nil
+	}}, nil
 }
 
 func (f *fakeDocker) ContainerInspect(ctx context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
@@ -254,11 +254,11 @@ func TestObserveNoGPUSource(t *testing.T) {
 // inspects none of them.
 type manyContainers struct {
 	fakeDocker
-	items []container.Summary
+	items []detect.ListedContainer
 }
 
-func (m *manyContainers) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
-	return client.ContainerListResult{Items: m.items}, nil
+func (m *manyContainers) ListContainers(context.Context) ([]detect.ListedContainer, error) {
+	return m.items, nil
 }
 
 // BenchmarkScanSteady is the scanner's own share of a steady scan of 1,000
@@ -267,9 +267,9 @@ func (m *manyContainers) ContainerList(context.Context, client.ContainerListOpti
 func BenchmarkScanSteady(b *testing.B) {
 	m := &manyContainers{}
 	for i := range 1000 {
-		m.items = append(m.items, container.Summary{
+		m.items = append(m.items, detect.ListedContainer{
 			ID: fmt.Sprintf("%064x", i+1), Names: []string{fmt.Sprintf("/c%d", i)}, Image: "busybox",
-			State: container.StateCreated, Labels: map[string]string{"com.docker.compose.project": "p"}, Created: 1_700_000_000,
+			State: string(container.StateCreated), Labels: map[string]string{"com.docker.compose.project": "p"}, Created: 1_700_000_000,
 		})
 	}
 	procfs := detect.NewProcfs(fakeProc)
