@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -219,16 +220,6 @@ func Save(path string, inv *Inventory) error {
 	if err := inv.Validate(); err != nil {
 		return fmt.Errorf("save inventory: %w", err)
 	}
-	// Compact: the file is for programs (jq indents it for people), and
-	// half the bytes is half the parsing for every reader.
-	data, err := encode(inv)
-	if err != nil {
-		return fmt.Errorf("encode inventory: %w", err)
-	}
-	if len(data) > MaxFileSize {
-		return fmt.Errorf("save inventory: %d bytes, over the %d-byte limit Load enforces", len(data), MaxFileSize)
-	}
-	data = append(data, '\n')
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -251,7 +242,20 @@ func Save(path string, inv *Inventory) error {
 	if err := f.Chmod(FileMode); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	// Compact: the file is for programs (jq indents it for people), and
+	// half the bytes is half the parsing for every reader.
+	bw := bufio.NewWriterSize(&cappedWriter{w: f, left: MaxFileSize + 1}, 64<<10)
+	if err := encodeTo(bw, inv); err != nil {
+		if errors.Is(err, errFileTooLarge) {
+			return fmt.Errorf("save inventory: over the %d-byte limit Load enforces", MaxFileSize)
+		}
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	bw.WriteByte('\n')
+	if err := bw.Flush(); err != nil {
+		if errors.Is(err, errFileTooLarge) {
+			return fmt.Errorf("save inventory: over the %d-byte limit Load enforces", MaxFileSize)
+		}
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -265,6 +269,23 @@ func Save(path string, inv *Inventory) error {
 	}
 	ok = true
 	return syncDir(dir)
+}
+
+// errFileTooLarge says an inventory would exceed MaxFileSize.
+var errFileTooLarge = errors.New("inventory too large")
+
+// cappedWriter passes at most left bytes to w, then fails.
+type cappedWriter struct {
+	w    io.Writer
+	left int
+}
+
+func (c *cappedWriter) Write(b []byte) (int, error) {
+	if len(b) > c.left {
+		return 0, errFileTooLarge
+	}
+	c.left -= len(b)
+	return c.w.Write(b)
 }
 
 func tempPrefix(base string) string { return "." + base + ".tmp-" }

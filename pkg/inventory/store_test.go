@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -409,5 +411,92 @@ func TestSaveTimesForPython(t *testing.T) {
 	}
 	if !bytes.Contains(data, []byte(`"created_at":"2026-01-30T14:30:00.123400Z"`)) {
 		t.Errorf("created_at not converted to UTC with six digits")
+	}
+}
+
+// wholeView is the inventory's encoding as encoding/json writes it in one
+// piece: the definition encodeTo, which writes the containers one at a
+// time, must match byte for byte.
+func wholeView(t *testing.T, inv *Inventory) []byte {
+	t.Helper()
+	v := inventoryView{plainInventory: plainInventory(*inv), Scan: scanView{plainScanInfo(inv.Scan), stamp(inv.Scan.Time)}}
+	if inv.Sources != nil {
+		v.Sources = map[string]sourceView{}
+		for name, s := range inv.Sources {
+			v.Sources[name] = sourceView{plainSource(s), stampPtr(s.LastSuccess)}
+		}
+	}
+	if inv.Containers != nil {
+		v.Containers = make([]containerView, len(inv.Containers))
+		for i := range inv.Containers {
+			c := &inv.Containers[i]
+			v.Containers[i] = containerView{plainContainer(*c), stamp(c.CreatedAt), stampPtr(c.StartedAt),
+				stamp(c.DetectedAt), stamp(c.LastSeen), stampPtr(c.CPUSampledAt)}
+		}
+	}
+	v.HostProcesses = processViews(inv.HostProcesses)
+	v.PendingProcesses = processViews(inv.PendingProcesses)
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestEncodeMatchesWholeView: every field set, hostile strings (a source
+// error that spells the containers field, HTML, invalid UTF-8), no
+// containers, one, and an empty list all encode as encoding/json encodes
+// the whole view.
+func TestEncodeMatchesWholeView(t *testing.T) {
+	var full Inventory
+	n := 0
+	fill(reflect.ValueOf(&full).Elem(), &n)
+	hostile := full
+	hostile.Sources = map[string]SourceStatus{"containers": {Error: `,"containers":null,<&>` + "\xff\u2028"}}
+	hostile.Containers = append(slices.Clone(full.Containers), Container{ID: "x", Name: "<b>\x1b[2J", Command: `"containers":null`,
+		Labels: map[string]string{"containers": "null", "": "\x00"}})
+	one := full
+	one.Containers = full.Containers[:1]
+	none := full
+	none.Containers = nil
+	empty := full
+	empty.Containers = []Container{}
+	for name, inv := range map[string]*Inventory{"every field": &full, "hostile strings": &hostile, "one container": &one,
+		"no containers": &none, "an empty list": &empty, "nothing": {}} {
+		var got bytes.Buffer
+		if err := encodeTo(&got, inv); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if want := wholeView(t, inv); !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got.Bytes(), want)
+		}
+	}
+}
+
+// TestSaveOverLimit: an inventory Load would refuse is not saved, and
+// neither the previous file nor a temporary one is left changed behind.
+func TestSaveOverLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inv.json")
+	small := &Inventory{SchemaVersion: SchemaVersion}
+	if err := Save(path, small); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	big := &Inventory{SchemaVersion: SchemaVersion}
+	cmd := strings.Repeat("x", 4<<20)
+	for i := range MaxFileSize/len(cmd) + 1 {
+		big.Containers = append(big.Containers, Container{ID: fmt.Sprintf("%064x", i+1), Type: TypeRawDocker, Status: "created", User: "unknown", UserSource: "none", Command: cmd})
+	}
+	err := Save(path, big)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("over the %d-byte limit", MaxFileSize)) {
+		t.Fatalf("Save: %v, want the limit named", err)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Error("the previous inventory changed")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
 	}
 }
