@@ -187,14 +187,15 @@ func (p *Procfs) UID(pid int) (int, error) {
 // Cgroup returns the lines of a process's cgroup file. The error wraps
 // ErrVanished when the process is gone.
 func (p *Procfs) Cgroup(pid int) ([]CgroupLine, error) {
-	d, err := p.open(pid)
-	if err != nil {
-		return nil, err
+	if pid <= 0 {
+		return nil, fmt.Errorf("read process: invalid pid %d", pid)
 	}
-	defer d.close()
-	data, err := d.read("cgroup")
+	// One file: read by its path, without a handle on the directory.
+	path := p.root + "/" + strconv.Itoa(pid) + "/cgroup"
+	var buf [4096]byte
+	data, err := readFileAt(unix.AT_FDCWD, path, buf[:0], maxKernelFile, false)
 	if err != nil {
-		return nil, err
+		return nil, procErr(path, err)
 	}
 	return ParseCgroupFile(data), nil
 }
@@ -448,8 +449,13 @@ var nvidiaPrefix = []byte("/dev/nvidia")
 // target cut at this length is longer than any GPU device's.
 const maxDeviceLink = 64
 
-// readdirnamesAt lists the entries of the open directory dirfd, without
-// "." and "..".
+// readdirnamesAt lists the entries of the open descriptor directory
+// dirfd, without "." and "..".
+//
+// It stops at a read that left room for another entry of any length,
+// without the one more read that would return nothing: procfs fills the
+// buffer with as many of a process's descriptors as it holds, so that read
+// had them all. At one read in four of the descriptor scan, it is worth it.
 func readdirnamesAt(dirfd int) ([]string, error) {
 	var names []string
 	var buf [4096]byte
@@ -462,8 +468,15 @@ func readdirnamesAt(dirfd int) ([]string, error) {
 			return names, nil
 		}
 		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		if n <= len(buf)-maxDirent {
+			return names, nil
+		}
 	}
 }
+
+// maxDirent is the size of the longest directory entry getdents64 returns:
+// its 19-byte header and a 255-byte name with its NUL, aligned to 8.
+const maxDirent = (19 + 256 + 7) &^ 7
 
 // nvidiaDeviceID says whether a descriptor's link target is a GPU device:
 // /dev/nvidiaN gives N, /dev/nvidia-caps/<cap> gives "" (a MIG capability:

@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -950,4 +951,44 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestReaddirnamesAtManyDescriptors: a process with more descriptors than
+// one read returns has every one listed, in /proc and in a fake tree, and
+// a GPU device held last among 600 is found.
+func TestReaddirnamesAtManyDescriptors(t *testing.T) {
+	var held []int
+	for range 600 {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, fd)
+	}
+	t.Cleanup(func() {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	})
+	dir, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dir)
+	names, err := readdirnamesAt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range held {
+		if !slices.Contains(names, strconv.Itoa(fd)) {
+			t.Fatalf("descriptor %d not listed among %d", fd, len(names))
+		}
+	}
+
+	targets := slices.Repeat([]string{"/dev/null"}, 599)
+	root := fakeFDTree(t, map[string][]string{"300": append(targets, "/dev/nvidia3")})
+	got, err := NewProcfs(root).GPUDevices(300)
+	if err != nil || !slices.Equal(got, []string{"3"}) {
+		t.Errorf("GPUDevices = %v, %v; want [3]", got, err)
+	}
 }
