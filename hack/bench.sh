@@ -5,6 +5,9 @@
 #   hack/bench.sh [N ...]        default: 100 300 1000 containers
 #   RUNS=5 hack/bench.sh 100     runs per timing (median reported)
 #   BENCH_GO=0                   skip the Go micro-benchmarks
+#   BENCH_BEFORE=BIN             also time another ds01-scan build (an
+#                                earlier commit's) in the same run, on the
+#                                same containers: a row "before" per N
 #
 # For each N: N containers of mixed origins (10 % running, 20 % exited, the
 # rest created), then
@@ -91,6 +94,7 @@ source_durations() {
 
 rows=()
 sources_rows=()
+before_rows=()
 for n in "${sizes[@]}"; do
 	make_containers "$n"
 	state=$BENCH_DIR/state-$n
@@ -130,6 +134,23 @@ for n in "${sizes[@]}"; do
 	done
 	wl_rss=$(measure ./bin/ds01-workloads --inventory "$inv" --all --wide | awk '{print $3}')
 
+	if [ -n "${BENCH_BEFORE:-}" ]; then
+		bstate=$BENCH_DIR/before-$n
+		before=("$BENCH_BEFORE" --state-dir "$bstate" --events-file "$bstate/events.jsonl" --docker-host "unix://$proxy")
+		read -r b_cold_wall b_cold_cpu _ < <(measure "${before[@]}")
+		: >"$BENCH_DIR/before"
+		for _ in $(seq "$runs"); do
+			measure "${before[@]}" >>"$BENCH_DIR/before"
+			measure docker ps -a -q >>"$BENCH_DIR/before-ps"
+		done
+		b_wall=$(awk '{print $1}' "$BENCH_DIR/before" | median)
+		b_ps=$(awk '{print $1}' "$BENCH_DIR/before-ps" | median)
+		before_rows+=("$(printf '%6s %9s %9s %9s %9s %8s %8s' "$n" "$(ms "$b_cold_wall")" "$(ms "$b_cold_cpu")" \
+			"$(ms "$b_wall")" "$(ms "$(awk '{print $2}' "$BENCH_DIR/before" | median)")" "$(ms "$b_ps")" \
+			"$(awk -v a="$b_wall" -v b="$b_ps" 'BEGIN {printf "%.2f", a/b}')")")
+		rm -f "$BENCH_DIR/before-ps"
+	fi
+
 	rows+=("$(printf '%6s %9s %9s %9s %9s %8s %6s/%-3s %8s %10s %8s %8s %-15s %7s' \
 		"$n" "$(ms "$cold_wall")" "$(ms "$cold_cpu")" "$(ms "$steady_wall")" "$(ms "$steady_cpu")" \
 		"$((steady_rss / 1024))" "$cold_calls" "$steady_calls" "$(ms "$ps_wall")" "$(ms "$inspect_wall")" \
@@ -144,6 +165,12 @@ echo "Times in ms (median of $runs), RSS in MiB; API calls cold/steady; ds01-wor
 printf '%6s %9s %9s %9s %9s %8s %10s %8s %10s %8s %8s %-15s %7s\n' \
 	N cold cold-cpu steady steady-cpu scan-rss api-calls "ps -aq" inspect-all steady/ps cold/insp workloads wl-rss
 printf '%s\n' "${rows[@]}"
+if [ ${#before_rows[@]} -gt 0 ]; then
+	echo
+	echo "Before: $BENCH_BEFORE on the same containers, in the same run (ps -aq timed beside it)"
+	printf '%6s %9s %9s %9s %9s %8s %8s\n' N cold cold-cpu steady steady-cpu "ps -aq" steady/ps
+	printf '%s\n' "${before_rows[@]}"
+fi
 echo
 echo "Per-source durations of a steady scan (median of $runs, sources.<name>.duration_ms)"
 printf '%s\n' "${sources_rows[@]}"
