@@ -56,12 +56,6 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 		defer release()
 	}
 
-	prev, resetReason, legacy, err := loadPrevious(cfg, log, start)
-	if err != nil {
-		return err
-	}
-	log.Debug("previous inventory loaded", "ms", time.Since(start).Milliseconds())
-
 	scanner, closeDocker, err := newScanner(cfg, log)
 	if err != nil {
 		return err
@@ -69,7 +63,28 @@ func Scan(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) e
 	defer closeDocker()
 	sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	next, transitions := scanner.Scan(sctx, prev)
+	// The previous inventory is read while the sources are asked: a scan
+	// that cannot read it stops before it saves anything.
+	var (
+		prev        *inventory.Inventory
+		resetReason string
+		legacy      *inventory.Legacy
+		loadErr     error
+		loaded      = make(chan struct{})
+	)
+	go func() {
+		defer close(loaded)
+		prev, resetReason, legacy, loadErr = loadPrevious(cfg, log, start)
+		if loadErr != nil {
+			cancel()
+		}
+		log.Debug("previous inventory loaded", "ms", time.Since(start).Milliseconds())
+	}()
+	next, transitions := scanner.ScanLoading(sctx, func() *inventory.Inventory { <-loaded; return prev })
+	<-loaded
+	if loadErr != nil {
+		return loadErr
+	}
 	log.Debug("scanned", "ms", time.Since(start).Milliseconds())
 	var lead *inventory.Event
 	if resetReason != "" {

@@ -23,8 +23,11 @@ type CgroupLine struct {
 // are skipped; the kernel writes this file, but a test tree may not.
 func ParseCgroupFile(data []byte) []CgroupLine {
 	out := make([]CgroupLine, 0, bytes.Count(data, []byte{'\n'})+1)
-	for line := range bytes.Lines(data) {
-		line = bytes.TrimSuffix(line, []byte{'\n'})
+	// A loop of Cuts, not bytes.Lines: its iterator would keep data on
+	// the heap, and callers read the file into a buffer on the stack.
+	for len(data) > 0 {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte{'\n'})
 		h, rest, ok := bytes.Cut(line, []byte{':'})
 		if !ok {
 			continue
@@ -193,7 +196,9 @@ func readKeyed(path, key string) (uint64, error) {
 }
 
 func parseKeyed(data []byte, key, name string) (uint64, error) {
-	for line := range bytes.Lines(data) {
+	for len(data) > 0 {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte{'\n'})
 		k, v, ok := bytes.Cut(line, []byte{' '})
 		if ok && string(k) == key {
 			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)

@@ -78,18 +78,32 @@ func NewDocker(api DockerAPI, stats *CgroupStats, callTimeout time.Duration, log
 	return &Docker{api: api, stats: stats, callTimeout: callTimeout, log: log.With("source", inventory.SourceDocker), now: now}
 }
 
-// Observe lists every container, running or not. prev holds the previous
-// inventory's containers by ID. An error means the engine could not be
-// listed; failures to inspect single containers are recorded on them.
-func (d *Docker) Observe(ctx context.Context, prev map[string]*inventory.Container) ([]SeenContainer, error) {
+// Observe lists every container, running or not. prev returns the
+// previous inventory's containers by ID, and is called once the list has
+// been asked for: the engine answers while it is read. An error means the
+// engine could not be listed; failures to inspect single containers are
+// recorded on them.
+func (d *Docker) Observe(ctx context.Context, last func() map[string]*inventory.Container) ([]SeenContainer, error) {
+	type answer struct {
+		list []ListedContainer
+		err  error
+	}
+	lctx, cancel := context.WithTimeout(ctx, d.callTimeout)
+	defer cancel()
+	listed := make(chan answer, 1)
+	go func() {
+		list, err := d.api.ListContainers(lctx)
+		listed <- answer{list, err}
+	}()
+	prev := last()
 	// While the engine lists, the cgroup statistics of what ran at the last
 	// scan are read: the list is the longest wait of a steady scan, and
 	// those containers are nearly all still running.
 	stats := d.prefetchStats(prev)
-	lctx, cancel := context.WithTimeout(ctx, d.callTimeout)
-	list, err := d.api.ListContainers(lctx)
+	a := <-listed
 	cancel()
 	pre := stats()
+	list, err := a.list, a.err
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}

@@ -126,12 +126,16 @@ func encodeTo(w io.Writer, inv *Inventory) error {
 	} else {
 		var one bytes.Buffer
 		enc := json.NewEncoder(&one)
+		// One view, refilled: Encode takes it as an interface, which
+		// would copy a view passed by value to the heap.
+		cv := new(containerView)
 		ew.write([]byte{'['})
 		for i := range inv.Containers {
 			c := &inv.Containers[i]
 			one.Reset()
-			if err := enc.Encode(containerView{plainContainer(*c), stamp(c.CreatedAt), stampPtr(c.StartedAt),
-				stamp(c.DetectedAt), stamp(c.LastSeen), stampPtr(c.CPUSampledAt)}); err != nil {
+			*cv = containerView{plainContainer(*c), stamp(c.CreatedAt), stampPtr(c.StartedAt),
+				stamp(c.DetectedAt), stamp(c.LastSeen), stampPtr(c.CPUSampledAt)}
+			if err := enc.Encode(cv); err != nil {
 				return err
 			}
 			if i > 0 {

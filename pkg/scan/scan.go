@@ -114,9 +114,19 @@ func New(d Deps) *Scanner {
 // first scan): the next inventory, with its scan information filled in, and
 // the transitions between the two, one event each.
 func (s *Scanner) Scan(ctx context.Context, prev *inventory.Inventory) (*inventory.Inventory, []inventory.Transition) {
+	return s.ScanLoading(ctx, func() *inventory.Inventory { return prev })
+}
+
+// ScanLoading is Scan while the previous inventory is still being read:
+// prev waits for it (nil on a first scan). The sources start at once and
+// wait for prev only where they need it: the engine's list, NVML's start
+// and the device scan need nothing of it, so reading it costs the scan no
+// time of its own. prev is called from several goroutines and must return
+// the same inventory every time.
+func (s *Scanner) ScanLoading(ctx context.Context, prev func() *inventory.Inventory) (*inventory.Inventory, []inventory.Transition) {
 	began := s.clock()
-	obs := s.Observe(ctx, prev)
-	next, transitions := inventory.Reconcile(prev, obs, s.clock())
+	obs := s.observe(ctx, prev)
+	next, transitions := inventory.Reconcile(prev(), obs, s.clock())
 	next.Scan = inventory.ScanInfo{
 		ID: newScanID(began), Time: began, Host: s.host, Version: s.version,
 		DurationMS: s.clock().Sub(began).Milliseconds(),
@@ -128,6 +138,10 @@ func (s *Scanner) Scan(ctx context.Context, prev *inventory.Inventory) (*invento
 // source that fails or overruns its budget is recorded in the observation,
 // never fatal.
 func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) inventory.Observation {
+	return s.observe(ctx, func() *inventory.Inventory { return prev })
+}
+
+func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory) inventory.Observation {
 	now := s.clock()
 	containers := start(ctx, s, source{inventory.SourceDocker, s.budgets.Docker, slog.LevelWarn},
 		func(ctx context.Context) ([]inventory.Container, string, error) {
@@ -140,7 +154,7 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 			if err != nil {
 				return detect.NVMLReading{}, "", err
 			}
-			r, err := detect.NewNVML(lib, s.log).Observe(LastSamples(prev))
+			r, err := detect.NewNVML(lib, s.log).Observe(LastSamples(prev()))
 			return r, joinWarnings(r.Warnings...), err
 		})
 	holders := start(ctx, s, source{inventory.SourceProcfs, s.budgets.Procfs, slog.LevelWarn}, s.deviceHolders)
@@ -150,19 +164,20 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 		s.markMIGCaps(nv.value.GPUs)
 	}
 	listed := s.verifyNVML(&nv, fds.value)
+	last := prev()
 	obs := inventory.Observation{
 		Sources: map[string]inventory.SourceStatus{
 			inventory.SourceDocker: docker.status, inventory.SourceNVML: nv.status, inventory.SourceProcfs: fds.status,
 		},
 		Containers:        docker.value,
 		GPUs:              nv.value.GPUs,
-		UnreadGPUs:        UnreadGPUs(nv.status.OK, nv.value.GPUs, prev),
+		UnreadGPUs:        UnreadGPUs(nv.status.OK, nv.value.GPUs, last),
 		ProcessesObserved: nv.status.OK || fds.status.OK,
 	}
 	if !obs.ProcessesObserved {
 		return obs
 	}
-	index := inventory.NewGPUIndex(KnownGPUs(nv.status.OK, nv.value.GPUs, prev))
+	index := inventory.NewGPUIndex(KnownGPUs(nv.status.OK, nv.value.GPUs, last))
 	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, index), listed)
 	placed := Place(obs.Containers, docker.status.OK, procs, s.attr.Process)
 	obs.Containers, obs.Processes = placed.Containers, placed.Processes
@@ -171,15 +186,18 @@ func (s *Scanner) Observe(ctx context.Context, prev *inventory.Inventory) invent
 
 // containers lists the engine's containers and attributes the ones
 // inspected for the first time.
-func (s *Scanner) containers(ctx context.Context, prev *inventory.Inventory, now time.Time) ([]inventory.Container, error) {
-	var byID map[string]*inventory.Container
-	if prev != nil {
-		byID = make(map[string]*inventory.Container, len(prev.Containers))
-		for i := range prev.Containers {
-			byID[prev.Containers[i].ID] = &prev.Containers[i]
+func (s *Scanner) containers(ctx context.Context, prev func() *inventory.Inventory, now time.Time) ([]inventory.Container, error) {
+	seen, err := s.docker.Observe(ctx, func() map[string]*inventory.Container {
+		last := prev()
+		if last == nil {
+			return nil
 		}
-	}
-	seen, err := s.docker.Observe(ctx, byID)
+		byID := make(map[string]*inventory.Container, len(last.Containers))
+		for i := range last.Containers {
+			byID[last.Containers[i].ID] = &last.Containers[i]
+		}
+		return byID
+	})
 	if err != nil {
 		return nil, err
 	}

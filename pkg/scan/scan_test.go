@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -308,5 +309,39 @@ func TestScanReinspectsNodesReadAsIndices(t *testing.T) {
 	}
 	if g := inv.Containers[0].GPU; g.Declared {
 		t.Errorf("re-inspected, the container is recorded as declaring %+v; the engine says it declares nothing", g)
+	}
+}
+
+// TestScanLoadingListsWhileLoading: the engine is asked for its list
+// before the previous inventory has been read, and the scan that waited for
+// it is the steady scan Scan makes with it.
+func TestScanLoadingListsWhileLoading(t *testing.T) {
+	docker := &fakeDocker{}
+	s := newTestScanner(t, docker, mockGPUs(), DefaultBudgets)
+	first, _ := s.Scan(context.Background(), nil)
+	asked, inspects := docker.calls.Load(), docker.inspects.Load()
+	release := make(chan struct{})
+	timedOut := false
+	go func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for docker.calls.Load() == asked && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		timedOut = docker.calls.Load() == asked
+		close(release)
+	}()
+	next, transitions := s.ScanLoading(context.Background(), func() *inventory.Inventory { <-release; return first })
+	if timedOut {
+		t.Fatal("the engine was not asked until the previous inventory was read")
+	}
+	if n := docker.inspects.Load() - inspects; n != 0 {
+		t.Errorf("after the load: %d inspects, want none", n)
+	}
+	_, want := s.Scan(context.Background(), first)
+	if !slices.EqualFunc(transitions, want, func(a, b inventory.Transition) bool { return a.Type == b.Type }) {
+		t.Errorf("transitions %+v, want Scan's %+v", transitions, want)
+	}
+	if len(next.Containers) != len(first.Containers) || next.Containers[0].DetectedAt != first.Containers[0].DetectedAt {
+		t.Errorf("containers %+v, want the first scan's carried forward", next.Containers)
 	}
 }
