@@ -95,33 +95,55 @@ source_durations() {
 rows=()
 sources_rows=()
 before_rows=()
+# scan BIN STATE: measure a scan by BIN into STATE, straight
+# to the engine. Timings never go through the counting proxy: it would add
+# its own copying to the scan's and not to docker ps's.
+scan() { measure "$1" --state-dir "$2" --events-file "$2/events.jsonl"; }
+# cold BIN STATE: one cold scan, its state removed first.
+cold() {
+	rm -rf "$2"
+	scan "$1" "$2"
+}
+col() { awk -v c="$1" '{print $c}' "$2" | median; }
 for n in "${sizes[@]}"; do
 	make_containers "$n"
 	state=$BENCH_DIR/state-$n
-	scan=(./bin/ds01-scan --state-dir "$state" --events-file "$state/events.jsonl" --docker-host "unix://$proxy")
+	bstate=$BENCH_DIR/before-$n
+	out=$BENCH_DIR/$n
+	mkdir -p "$out"
+	for f in cold steady ps sources bcold bsteady; do : >"$out/$f"; done
 
+	# The API calls of a cold and of a steady scan, counted through the
+	# proxy, untimed.
+	counted=(--state-dir "$BENCH_DIR/counted-$n" --events-file "$BENCH_DIR/counted-$n/events.jsonl" --docker-host "unix://$proxy")
 	c0=$(calls)
-	read -r cold_wall cold_cpu cold_rss < <(measure "${scan[@]}")
+	./bin/ds01-scan "${counted[@]}" >/dev/null 2>&1
 	cold_calls=$(($(calls) - c0))
+	c0=$(calls)
+	./bin/ds01-scan "${counted[@]}" >/dev/null 2>&1
+	steady_calls=$(($(calls) - c0))
 
-	: >"$BENCH_DIR/steady"
-	: >"$BENCH_DIR/sources"
+	# Cold scans, this build's and the earlier one's in turn, each from no
+	# state; then steady scans of both and docker ps -a -q in turn, so that
+	# the VM's drift touches all three alike.
 	for _ in $(seq "$runs"); do
-		c0=$(calls)
-		measure "${scan[@]}" >>"$BENCH_DIR/steady"
-		steady_calls=$(($(calls) - c0))
-		source_durations "$state/workload-inventory.json" >>"$BENCH_DIR/sources"
+		cold ./bin/ds01-scan "$state" >>"$out/cold"
+		[ -z "${BENCH_BEFORE:-}" ] || cold "$BENCH_BEFORE" "$bstate" >>"$out/bcold"
+	done
+	for _ in $(seq "$runs"); do
+		scan ./bin/ds01-scan "$state" >>"$out/steady"
+		source_durations "$state/workload-inventory.json" >>"$out/sources"
+		[ -z "${BENCH_BEFORE:-}" ] || scan "$BENCH_BEFORE" "$bstate" >>"$out/bsteady"
+		measure docker ps -a -q >>"$out/ps"
 	done
 	src=""
 	for s in docker nvml procfs; do
-		src+="$s $(awk -v s="$s" '$1 == s {print $2}' "$BENCH_DIR/sources" | median) ms, "
+		src+="$s $(awk -v s="$s" '$1 == s {print $2}' "$out/sources" | median) ms, "
 	done
 	sources_rows+=("$(printf '%6s   %s' "$n" "${src%, }")")
-	steady_wall=$(awk '{print $1}' "$BENCH_DIR/steady" | median)
-	steady_cpu=$(awk '{print $2}' "$BENCH_DIR/steady" | median)
-	steady_rss=$(awk '{print $3}' "$BENCH_DIR/steady" | sort -g | tail -1)
-
-	ps_wall=$(for _ in $(seq "$runs"); do measure docker ps -a -q | awk '{print $1}'; done | median)
+	steady_wall=$(col 1 "$out/steady")
+	steady_rss=$(awk '{print $3}' "$out/steady" | sort -g | tail -1)
+	ps_wall=$(col 1 "$out/ps")
 	inspect_wall=$(for _ in $(seq "$runs"); do
 		measure sh -c 'docker ps -aq | xargs docker inspect' | awk '{print $1}'
 	done | median)
@@ -135,24 +157,15 @@ for n in "${sizes[@]}"; do
 	wl_rss=$(measure ./bin/ds01-workloads --inventory "$inv" --all --wide | awk '{print $3}')
 
 	if [ -n "${BENCH_BEFORE:-}" ]; then
-		bstate=$BENCH_DIR/before-$n
-		before=("$BENCH_BEFORE" --state-dir "$bstate" --events-file "$bstate/events.jsonl" --docker-host "unix://$proxy")
-		read -r b_cold_wall b_cold_cpu _ < <(measure "${before[@]}")
-		: >"$BENCH_DIR/before"
-		for _ in $(seq "$runs"); do
-			measure "${before[@]}" >>"$BENCH_DIR/before"
-			measure docker ps -a -q >>"$BENCH_DIR/before-ps"
-		done
-		b_wall=$(awk '{print $1}' "$BENCH_DIR/before" | median)
-		b_ps=$(awk '{print $1}' "$BENCH_DIR/before-ps" | median)
-		before_rows+=("$(printf '%6s %9s %9s %9s %9s %8s %8s' "$n" "$(ms "$b_cold_wall")" "$(ms "$b_cold_cpu")" \
-			"$(ms "$b_wall")" "$(ms "$(awk '{print $2}' "$BENCH_DIR/before" | median)")" "$(ms "$b_ps")" \
-			"$(awk -v a="$b_wall" -v b="$b_ps" 'BEGIN {printf "%.2f", a/b}')")")
-		rm -f "$BENCH_DIR/before-ps"
+		b_wall=$(col 1 "$out/bsteady")
+		before_rows+=("$(printf '%6s %9s %9s %9s %9s %8s %8s' "$n" "$(ms "$(col 1 "$out/bcold")")" "$(ms "$(col 2 "$out/bcold")")" \
+			"$(ms "$b_wall")" "$(ms "$(col 2 "$out/bsteady")")" "$(ms "$ps_wall")" \
+			"$(awk -v a="$b_wall" -v b="$ps_wall" 'BEGIN {printf "%.2f", a/b}')")")
 	fi
 
+	cold_wall=$(col 1 "$out/cold")
 	rows+=("$(printf '%6s %9s %9s %9s %9s %8s %6s/%-3s %8s %10s %8s %8s %-15s %7s' \
-		"$n" "$(ms "$cold_wall")" "$(ms "$cold_cpu")" "$(ms "$steady_wall")" "$(ms "$steady_cpu")" \
+		"$n" "$(ms "$cold_wall")" "$(ms "$(col 2 "$out/cold")")" "$(ms "$steady_wall")" "$(ms "$(col 2 "$out/steady")")" \
 		"$((steady_rss / 1024))" "$cold_calls" "$steady_calls" "$(ms "$ps_wall")" "$(ms "$inspect_wall")" \
 		"$(awk -v a="$steady_wall" -v b="$ps_wall" 'BEGIN {printf "%.2f", a/b}')" \
 		"$(awk -v a="$cold_wall" -v b="$inspect_wall" 'BEGIN {printf "%.2f", a/b}')" \
@@ -161,13 +174,13 @@ for n in "${sizes[@]}"; do
 done
 
 echo
-echo "Times in ms (median of $runs), RSS in MiB; API calls cold/steady; ds01-workloads: table/wide/by-user/json"
+echo "Times in ms (median of $runs; cold scans each from no state), RSS in MiB; API calls cold/steady (counted apart, through the proxy); ds01-workloads: table/wide/by-user/json"
 printf '%6s %9s %9s %9s %9s %8s %10s %8s %10s %8s %8s %-15s %7s\n' \
 	N cold cold-cpu steady steady-cpu scan-rss api-calls "ps -aq" inspect-all steady/ps cold/insp workloads wl-rss
 printf '%s\n' "${rows[@]}"
 if [ ${#before_rows[@]} -gt 0 ]; then
 	echo
-	echo "Before: $BENCH_BEFORE on the same containers, in the same run (ps -aq timed beside it)"
+	echo "Before: $BENCH_BEFORE, timed in turn with this build and ps -aq, on the same containers"
 	printf '%6s %9s %9s %9s %9s %8s %8s\n' N cold cold-cpu steady steady-cpu "ps -aq" steady/ps
 	printf '%s\n' "${before_rows[@]}"
 fi
@@ -179,7 +192,7 @@ printf '%s\n' "${sources_rows[@]}"
 # merged (one scan is too short for the 100 Hz sampler).
 profiles=()
 for i in $(seq 20); do
-	"${scan[@]}" --cpuprofile "$BENCH_DIR/cpu.$i" >/dev/null 2>&1
+	./bin/ds01-scan --state-dir "$state" --events-file "$state/events.jsonl" --cpuprofile "$BENCH_DIR/cpu.$i" >/dev/null 2>&1
 	profiles+=("$BENCH_DIR/cpu.$i")
 done
 echo
