@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/ds01-project/ds01/internal/gctune"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -30,13 +28,11 @@ const (
 	defaultState = "/var/lib/ds01"
 )
 
-// gcMemoryLimit is the heap at which a scan starts collecting garbage: a
-// steady scan of 1,000 containers allocates a few tens of MiB, nearly all
-// of it live until the inventory is saved.
-const gcMemoryLimit = 256 << 20
-
+// The scan collects garbage as any Go program does. Turned off, a steady
+// scan of 1,000 containers gained nothing measurable and a cold one, whose
+// inspect answers are garbage as soon as they are read, took 13,500 page
+// faults instead of 4,500 and 900 ms of CPU instead of 550.
 func main() {
-	gctune.Oneshot(gcMemoryLimit)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
