@@ -70,7 +70,7 @@ FUZZ_TARGETS := pkg/inventory:FuzzParse pkg/inventory:FuzzDecodeMatchesEncodingJ
 	pkg/inventory:FuzzEncodeEvent pkg/inventory:FuzzSafeText pkg/inventory:FuzzEscapeJSON \
 	pkg/detect:FuzzParseCgroupFile pkg/detect:FuzzContainerFromCgroup pkg/detect:FuzzParseStatus \
 	pkg/detect:FuzzParseCmdline pkg/detect:FuzzParseStat pkg/detect:FuzzDeclaredGPU \
-	cmd/ds01-workloads:FuzzWriteJSON
+	pkg/attribution:FuzzParseSubIDs cmd/ds01-workloads:FuzzWriteJSON
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=./$${t%%:*} f=$${t#*:}; \

@@ -198,7 +198,7 @@ func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
 	procfs := detect.NewProcfs(cfg.ProcRoot)
 	s := scan.New(scan.Deps{
 		Docker: api, NVML: nvmlLibrary, Procfs: procfs, Stats: detect.NewCgroupStats(procfs, cfg.CgroupRoot),
-		Users: attribution.NewUsers(), Clock: func() time.Time { return time.Now().UTC() }, Log: log,
+		Users: attribution.NewUsers(attribution.SubUIDFile), Clock: func() time.Time { return time.Now().UTC() }, Log: log,
 		Host: host, Version: cfg.Version,
 	})
 	return s, func() { api.Close() }, nil

@@ -99,7 +99,10 @@ func (a *Attributor) Container(f detect.ContainerFacts) Result {
 			return Result{}, false
 		},
 		func() (Result, bool) { return try(a.configUser(f.ConfigUser), SourceConfigUser) },
-		func() (Result, bool) { return try(a.processUser(f.PID), SourceProcessUID) },
+		func() (Result, bool) {
+			r := a.processUser(f.PID)
+			return try(r.User, r.Source)
+		},
 	}
 	for _, s := range signals {
 		if r, ok := s(); ok {
@@ -191,17 +194,18 @@ func (a *Attributor) configUser(v string) string {
 }
 
 // processUser returns the host owner (real uid) of the container's main
-// process: rootless Docker, user namespaces and --user all show here.
-func (a *Attributor) processUser(pid int) string {
+// process: rootless Docker, user namespaces and --user all show here; a
+// subordinate uid is its range's owner's.
+func (a *Attributor) processUser(pid int) Result {
 	if pid <= 0 {
-		return ""
+		return Result{}
 	}
 	uid, err := a.procfs.UID(pid)
 	if err != nil {
 		// The container stopped since it was inspected: nothing to say.
-		return ""
+		return Result{}
 	}
-	return a.users.Name(uid)
+	return a.uidUser(uid, SourceProcessUID)
 }
 
 // detectedLabelKeys are the ds01.detected.* labels ds01 defines.

@@ -94,13 +94,13 @@ func startAs(t *testing.T, u hostUser) int {
 // need a name that only a container image has.
 func requireNoHostUser(t *testing.T, name string) {
 	t.Helper()
-	if _, ok := NewUsers().UID(name); ok {
+	if _, ok := NewUsers("").UID(name); ok {
 		t.Fatalf("this host has a user %s; the test needs a name only an image has", name)
 	}
 }
 
 func newAttributor() *Attributor {
-	return New(NewUsers(), detect.NewProcfs("/proc"), slog.New(slog.DiscardHandler))
+	return New(NewUsers(""), detect.NewProcfs("/proc"), slog.New(slog.DiscardHandler))
 }
 
 type containerCase struct {

@@ -9,12 +9,13 @@ const (
 	SourceSessionSlice    = "process_session_slice"
 )
 
-// Process attributes a process: its real uid; when that is root, the login
-// uid (which survives sudo and su); then the user-<uid>.slice of its
-// systemd session; then root.
+// Process attributes a process: its real uid (the owner of its
+// subordinate range, for a uid a rootless container maps to); when that is
+// root, the login uid (which survives sudo and su); then the
+// user-<uid>.slice of its systemd session; then root.
 func (a *Attributor) Process(p detect.ProcessInfo) Result {
 	if p.UID != 0 {
-		return Result{User: a.users.Name(p.UID), Source: SourceProcessRealUID}
+		return a.uidUser(p.UID, SourceProcessRealUID)
 	}
 	if p.LoginUID != nil && *p.LoginUID != 0 {
 		return Result{User: a.users.Name(*p.LoginUID), Source: SourceProcessLoginUID}
@@ -23,4 +24,13 @@ func (a *Attributor) Process(p detect.ProcessInfo) Result {
 		return Result{User: a.users.Name(uid), Source: SourceSessionSlice}
 	}
 	return Result{User: "root", Source: SourceProcessRealUID}
+}
+
+// uidUser names the user of a process's uid, said by source: the uid's own
+// name, or the owner of the subordinate range that holds it.
+func (a *Attributor) uidUser(uid int, source string) Result {
+	if owner, ok := a.users.SubordinateOwner(uid); ok {
+		return Result{User: owner, Source: SourceSubUIDOwner}
+	}
+	return Result{User: a.users.Name(uid), Source: source}
 }

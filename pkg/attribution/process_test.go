@@ -17,7 +17,7 @@ func TestProcessSignals(t *testing.T) {
 		return detect.ParseCgroupFile([]byte("0::/user.slice/user-" + uid + ".slice/session-3.scope\n"))
 	}
 	ptr := func(n int) *int { return &n }
-	a := New(NewUsers(), detect.NewProcfs("/proc"), slog.New(slog.DiscardHandler))
+	a := New(NewUsers(""), detect.NewProcfs("/proc"), slog.New(slog.DiscardHandler))
 	tests := []struct {
 		name string
 		p    detect.ProcessInfo

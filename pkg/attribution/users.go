@@ -1,9 +1,12 @@
 package attribution
 
 import (
+	"io"
+	"os"
 	"os/user"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // Users resolves uids to names and checks names, through NSS when the binary
@@ -15,14 +18,63 @@ type Users struct {
 	byName  map[string]int
 	lookup  func(uid string) (*user.User, error)
 	lookupN func(name string) (*user.User, error)
+
+	subuidPath string
+	subuidOnce sync.Once
+	subuid     []SubIDRange
 }
 
-// NewUsers returns a resolver backed by the system's user database.
-func NewUsers() *Users {
+// SubUIDFile is where the system keeps the subordinate uid ranges.
+const SubUIDFile = "/etc/subuid"
+
+// NewUsers returns a resolver backed by the system's user database, and
+// by the subordinate uid ranges in subuid (SubUIDFile; "" for none), read
+// once, the first time a uid without a name needs them.
+func NewUsers(subuid string) *Users {
 	return &Users{
 		byUID: map[int]string{}, byName: map[string]int{},
 		lookup: user.LookupId, lookupN: user.Lookup,
+		subuidPath: subuid,
 	}
+}
+
+// SubordinateOwner returns the user whose subordinate range holds uid,
+// when uid has no name of its own: the host uid of a rootless container's
+// process. A range's owner given as a number is named like any uid.
+func (u *Users) SubordinateOwner(uid int) (string, bool) {
+	if uid < 0 || u.Name(uid) != "uid:"+strconv.Itoa(uid) {
+		return "", false
+	}
+	u.subuidOnce.Do(func() { u.subuid = readSubIDs(u.subuidPath) })
+	owner, ok := subOwner(u.subuid, uint64(uid))
+	if !ok {
+		return "", false
+	}
+	if n, err := strconv.Atoi(owner); err == nil && n >= 0 {
+		return u.Name(n), true
+	}
+	return owner, true
+}
+
+// readSubIDs reads a subordinate id file, not through a link; one that is
+// missing or unreadable has no ranges.
+func readSubIDs(path string) []SubIDRange {
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSubIDFile))
+	if err != nil {
+		return nil
+	}
+	return ParseSubIDs(data)
 }
 
 // Name returns the user name for uid, or "uid:<n>" when it has none. A uid

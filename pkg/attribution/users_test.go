@@ -100,7 +100,7 @@ func TestUsersName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := NewUsers().Name(tc.uid); got != tc.want {
+			if got := NewUsers("").Name(tc.uid); got != tc.want {
 				t.Errorf("Name(%d) = %q, want %q", tc.uid, got, tc.want)
 			}
 		})
@@ -122,7 +122,7 @@ func TestUsersUID(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := NewUsers().UID(tc.user)
+			got, ok := NewUsers("").UID(tc.user)
 			if ok != tc.wantOK || ok && got != tc.want {
 				t.Errorf("UID(%q) = %d, %v; want %d, %v", tc.user, got, ok, tc.want, tc.wantOK)
 			}
@@ -138,7 +138,7 @@ func TestUsersCached(t *testing.T) {
 	carol := "ds01t-carol"
 	delUser(t, carol)
 
-	u := NewUsers()
+	u := NewUsers("")
 	if got := u.Name(alice.UID); got != alice.Name {
 		t.Fatalf("Name(%d) = %q, want %q", alice.UID, got, alice.Name)
 	}
@@ -162,7 +162,7 @@ func TestUsersCached(t *testing.T) {
 		t.Errorf("second UID(%q) = %d, true; want the cached miss", carol, got)
 	}
 
-	fresh := NewUsers()
+	fresh := NewUsers("")
 	if _, ok := fresh.UID(alice.Name); ok {
 		t.Errorf("fresh UID(%q) found the deleted user: the cache test above proves nothing", alice.Name)
 	}

@@ -108,7 +108,7 @@ func newTestScanner(t *testing.T, docker detect.DockerAPI, lib nvml.Interface, b
 	procfs := detect.NewProcfs(fakeProc)
 	return New(Deps{
 		Docker: docker, NVML: func() (nvml.Interface, error) { return lib, nil }, Procfs: procfs,
-		Users: attribution.NewUsers(), Clock: func() time.Time { return time.Now().UTC() },
+		Users: attribution.NewUsers(""), Clock: func() time.Time { return time.Now().UTC() },
 		Log: slog.New(slog.DiscardHandler), Host: "gpu-07", Version: "test", Budgets: budgets,
 		Ptrace: func() (bool, error) { return true, nil },
 	})
@@ -276,7 +276,7 @@ func BenchmarkScanSteady(b *testing.B) {
 	procfs := detect.NewProcfs(fakeProc)
 	s := New(Deps{
 		Docker: m, NVML: func() (nvml.Interface, error) { return mockGPUs(), nil }, Procfs: procfs,
-		Users: attribution.NewUsers(), Clock: func() time.Time { return time.Now().UTC() },
+		Users: attribution.NewUsers(""), Clock: func() time.Time { return time.Now().UTC() },
 		Log: slog.New(slog.DiscardHandler), Ptrace: func() (bool, error) { return true, nil },
 	})
 	prev, _ := s.Scan(context.Background(), nil)

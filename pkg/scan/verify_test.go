@@ -148,7 +148,7 @@ func TestObserveDropsNVMLPIDsProcDoesNotBearOut(t *testing.T) {
 	}
 	s := New(Deps{
 		Docker: &fakeDocker{}, NVML: func() (nvml.Interface, error) { return lib, nil }, Procfs: detect.NewProcfs(root),
-		Users: attribution.NewUsers(), Clock: func() time.Time { return time.Now().UTC() },
+		Users: attribution.NewUsers(""), Clock: func() time.Time { return time.Now().UTC() },
 		Log: slog.New(slog.DiscardHandler), Host: "gpu-07", Version: "test",
 		Ptrace: func() (bool, error) { return true, nil },
 	})
