@@ -21,7 +21,7 @@ var errTooLarge = errors.New("file too large")
 // cut is true and an error (errTooLarge) when it is false.
 //
 // It is the scan's way to read the kernel's small files: one open, the
-// reads and one close, where os.ReadFile adds a stat, a poller
+// reads (one, for a file that fits) and one close, where os.ReadFile adds a stat, a poller
 // registration and two fcntl calls, which at a hundred files per scan cost
 // more than the reads. The last component is never followed when it is a
 // symbolic link (O_NOFOLLOW): the kernel's files are none, and a fake or
@@ -54,6 +54,13 @@ func readFileAt(dirfd int, name string, buf []byte, limit int, cut bool) ([]byte
 			break
 		}
 		buf = buf[:len(buf)+n]
+		if n < len(room) {
+			// The kernel answers a read of its files (seq_file, kernfs,
+			// a command line) with all they hold that fits, as a regular
+			// file does: a read that left room reached the end, and the
+			// read that would say so is one call in four saved.
+			break
+		}
 	}
 	if len(buf) > limit {
 		if !cut {
