@@ -99,19 +99,7 @@ var containersNull = []byte(`,"containers":null`)
 // another in memory the scan had never touched, half the time of the
 // encoding.
 func encodeTo(w io.Writer, inv *Inventory) error {
-	v := inventoryView{
-		plainInventory: plainInventory(*inv),
-		Scan:           scanView{plainScanInfo(inv.Scan), stamp(inv.Scan.Time)},
-	}
-	if inv.Sources != nil {
-		v.Sources = make(map[string]sourceView, len(inv.Sources))
-		for name, s := range inv.Sources {
-			v.Sources[name] = sourceView{plainSource(s), stampPtr(s.LastSuccess)}
-		}
-	}
-	v.HostProcesses = processViews(inv.HostProcesses)
-	v.PendingProcesses = processViews(inv.PendingProcesses)
-	rest, err := json.Marshal(v)
+	rest, err := json.Marshal(viewWithoutContainers(inv))
 	if err != nil {
 		return err
 	}
@@ -133,8 +121,7 @@ func encodeTo(w io.Writer, inv *Inventory) error {
 		for i := range inv.Containers {
 			c := &inv.Containers[i]
 			one.Reset()
-			*cv = containerView{plainContainer(*c), stamp(c.CreatedAt), stampPtr(c.StartedAt),
-				stamp(c.DetectedAt), stamp(c.LastSeen), stampPtr(c.CPUSampledAt)}
+			*cv = newContainerView(c)
 			if err := enc.Encode(cv); err != nil {
 				return err
 			}
@@ -148,6 +135,29 @@ func encodeTo(w io.Writer, inv *Inventory) error {
 	}
 	ew.write(rest[at+len(containersNull):])
 	return ew.err
+}
+
+// viewWithoutContainers is inv with every time a stamp, its containers
+// left out (null) for encodeTo to write one at a time.
+func viewWithoutContainers(inv *Inventory) inventoryView {
+	v := inventoryView{
+		plainInventory: plainInventory(*inv),
+		Scan:           scanView{plainScanInfo(inv.Scan), stamp(inv.Scan.Time)},
+	}
+	if inv.Sources != nil {
+		v.Sources = make(map[string]sourceView, len(inv.Sources))
+		for name, s := range inv.Sources {
+			v.Sources[name] = sourceView{plainSource(s), stampPtr(s.LastSuccess)}
+		}
+	}
+	v.HostProcesses = processViews(inv.HostProcesses)
+	v.PendingProcesses = processViews(inv.PendingProcesses)
+	return v
+}
+
+func newContainerView(c *Container) containerView {
+	return containerView{plainContainer(*c), stamp(c.CreatedAt), stampPtr(c.StartedAt),
+		stamp(c.DetectedAt), stamp(c.LastSeen), stampPtr(c.CPUSampledAt)}
 }
 
 // errWriter keeps the first error of a run of writes.

@@ -419,23 +419,13 @@ func TestSaveTimesForPython(t *testing.T) {
 // time, must match byte for byte.
 func wholeView(t *testing.T, inv *Inventory) []byte {
 	t.Helper()
-	v := inventoryView{plainInventory: plainInventory(*inv), Scan: scanView{plainScanInfo(inv.Scan), stamp(inv.Scan.Time)}}
-	if inv.Sources != nil {
-		v.Sources = map[string]sourceView{}
-		for name, s := range inv.Sources {
-			v.Sources[name] = sourceView{plainSource(s), stampPtr(s.LastSuccess)}
-		}
-	}
+	v := viewWithoutContainers(inv)
 	if inv.Containers != nil {
 		v.Containers = make([]containerView, len(inv.Containers))
 		for i := range inv.Containers {
-			c := &inv.Containers[i]
-			v.Containers[i] = containerView{plainContainer(*c), stamp(c.CreatedAt), stampPtr(c.StartedAt),
-				stamp(c.DetectedAt), stamp(c.LastSeen), stampPtr(c.CPUSampledAt)}
+			v.Containers[i] = newContainerView(&inv.Containers[i])
 		}
 	}
-	v.HostProcesses = processViews(inv.HostProcesses)
-	v.PendingProcesses = processViews(inv.PendingProcesses)
 	data, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
