@@ -69,7 +69,7 @@ FUZZTIME ?= 5s
 FUZZ_TARGETS := pkg/inventory:FuzzParse pkg/inventory:FuzzDecodeMatchesEncodingJSON \
 	pkg/inventory:FuzzEncodeEvent pkg/inventory:FuzzSafeText pkg/inventory:FuzzEscapeJSON \
 	pkg/detect:FuzzParseCgroupFile pkg/detect:FuzzContainerFromCgroup pkg/detect:FuzzParseStatus \
-	pkg/detect:FuzzParseCmdline pkg/detect:FuzzParseStat pkg/detect:FuzzDeclaredGPU \
+	pkg/detect:FuzzParseCmdline pkg/detect:FuzzParseStat pkg/detect:FuzzDeclaredGPU pkg/detect:FuzzProcessLauncher \
 	pkg/attribution:FuzzParseSubIDs cmd/ds01-workloads:FuzzWriteJSON
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

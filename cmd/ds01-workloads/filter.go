@@ -12,7 +12,7 @@ type filter struct {
 	// processes.
 	all                       bool
 	user                      string
-	types, gpus               []string
+	types, launchers, gpus    []string
 	gpuOnly, idle, undeclared bool
 }
 
@@ -52,6 +52,7 @@ func (f filter) matches(r row, gpus inventory.GPUIndex) bool {
 	switch {
 	case f.user != "" && w.User != f.user,
 		len(f.types) > 0 && !slices.Contains(f.types, w.Type),
+		len(f.launchers) > 0 && !slices.Contains(f.launchers, w.Launcher.LauncherName()),
 		f.gpuOnly && !w.HasGPU,
 		f.idle && !w.GPUIdle,
 		f.undeclared && !r.Undeclared():
@@ -84,5 +85,5 @@ func (f filter) devices(ledger []inventory.GPUAccount, gpus inventory.GPUIndex) 
 // selectsWorkloads reports a filter that picks workloads by who or what
 // they are (not by GPU, nor --all).
 func (f filter) selectsWorkloads() bool {
-	return f.user != "" || len(f.types) > 0 || f.gpuOnly || f.idle || f.undeclared
+	return f.user != "" || len(f.types) > 0 || len(f.launchers) > 0 || f.gpuOnly || f.idle || f.undeclared
 }

@@ -64,7 +64,7 @@ var questions = []question{
 	{
 		text:  "Everything, in detail",
 		flags: func(string) []string { return []string{"--all", "--wide"} },
-		note:  "Stopped containers and system processes too, with ID, IMAGE, CPU%, MEM, GPU MEM and USER SOURCE.",
+		note:  "Stopped containers and system processes too, with ID, IMAGE, CPU%, MEM, GPU MEM, USER SOURCE and LAUNCHER.",
 	},
 }
 

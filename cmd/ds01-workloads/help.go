@@ -47,6 +47,23 @@ var typeDocs = []doc{
 	{inventory.TypeSystem, "nvidia-persistenced, DCGM, Xorg, gdm and the like; hidden unless --all or --type system"},
 }
 
+// launcherDocs describe every launcher, in inventory.Launchers order:
+// how it is told and what names it there.
+var launcherDocs = []doc{
+	{inventory.LauncherDocker, "a Docker engine's container (the system engine, or a user's rootless one: via its socket)"},
+	{inventory.LauncherPodman, "a Podman container, seen through its cgroup"},
+	{inventory.LauncherContainerd, "a containerd or nerdctl container, seen through its cgroup"},
+	{inventory.LauncherKubernetes, "a pod's container (kubepods cgroup, or the kubelet's labels): pod UID"},
+	{inventory.LauncherSlurm, "a Slurm job step: job and step, from its cgroup or slurmstepd above it"},
+	{inventory.LauncherApptainer, "an Apptainer/Singularity job (its runtime parent above it): the image path; the Slurm job it runs in"},
+	{inventory.LauncherNspawn, "a systemd-nspawn container: machine name"},
+	{inventory.LauncherLXC, "an LXC/Incus container (lxc.payload.<name>): machine name"},
+	{inventory.LauncherJupyterHub, "a JupyterHub single-user server or its kernel: the spawner's unit"},
+	{inventory.LauncherSSH, "a process of an ssh login: its session scope"},
+	{inventory.LauncherSession, "a process of another login session, or of the user's own systemd manager (tmux, systemd-run --user): its unit"},
+	{inventory.LauncherSystemd, "a system service: its unit"},
+}
+
 // gpuNotation explains what GPU(S) can show.
 var gpuNotation = []doc{
 	{"0,1", "GPU indices"},
@@ -117,6 +134,7 @@ var (
 		{"memory_bytes", "memory use at the last scan; null if unknown"},
 		{"stale", "from an earlier scan, because its source was down at the last one"},
 		{"detected_labels", "object: the ds01.detected.* labels for the docker wrapper to apply; {} if none"},
+		{"launcher", "object: what started it (see LAUNCHERS): name, and where they apply job, step, image, machine, pod, unit, engine; null where nothing can tell"},
 	}
 )
 
@@ -166,6 +184,11 @@ func writeInfo(w io.Writer, flags []cli.Flag, path string) error {
 	p("\nTYPES\n")
 	list(typeDocs)
 
+	p("\nLAUNCHERS\n")
+	p("   LAUNCHER (--wide; launcher in JSON) is what started the workload, beside its TYPE; - where\n")
+	p("   nothing can tell:\n")
+	list(launcherDocs)
+
 	p("\nFILTERS\n")
 	p("   Without --all, stopped containers (created, exited, dead, removing) and system processes are\n")
 	p("   hidden: running, paused and restarting containers, host GPU processes and unknown containers\n")
@@ -174,6 +197,7 @@ func writeInfo(w io.Writer, flags []cli.Flag, path string) error {
 	list([]doc{
 		{"--user NAME", "that user exactly: alice, root, uid:1234, unknown"},
 		{"--type TYPE", "any of the types given; an unknown type is a usage error"},
+		{"--launcher NAME", "started by any of the launchers given (see LAUNCHERS); an unknown one is a usage error"},
 		{"--gpu ID", "holds or uses that GPU: an index also matches its MIG instances, and 'all' matches every GPU"},
 		{"--gpu-only", "declared or uses a GPU"},
 		{"--idle", "GPU(S) says (idle)"},
@@ -287,6 +311,8 @@ WHO: ATTRIBUTION AND USER SOURCE
      bind_mount_home_owner          owner of a home directory mounted into it
      container_config_user          the container's configured user, when not root
      container_process_uid          the host uid its processes run as
+     subuid_owner                   that uid is in a user's subordinate range (/etc/subuid):
+                                    a rootless container's user, mapped to its owner
      none                           no signal named anyone: the user is unknown
      detect-workloads               the lab's earlier scanner named it, and ds01 names no one
    Labels are whatever the container's creator wrote; the signals further down are read

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -72,11 +73,12 @@ func flags(getenv func(string) string) []cli.Flag {
 		&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "also stopped containers and system processes", DisableDefaultText: true},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "only the workloads of user `NAME`"},
 		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "only workloads of `TYPE`: " + strings.Join(inventory.Types, ", ") + " (compose: docker-compose)"},
+		&cli.StringSliceFlag{Name: "launcher", Aliases: []string{"l"}, Usage: "only workloads started by `LAUNCHER`: " + strings.Join(inventory.Launchers, ", ")},
 		&cli.StringSliceFlag{Name: "gpu", Usage: "only workloads that hold or use GPU `ID`: 0, or 0:1 for a MIG instance"},
 		&cli.BoolFlag{Name: "gpu-only", Aliases: []string{"g"}, Usage: "only workloads that declared or use a GPU", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "idle", Usage: "only running containers that declared GPUs and use none", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "undeclared", Usage: "only containers that use a GPU they did not declare", DisableDefaultText: true},
-		&cli.BoolFlag{Name: "wide", Aliases: []string{"w"}, Usage: "add the ID, IMAGE, CPU%, MEM, GPU MEM and USER SOURCE columns", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "wide", Aliases: []string{"w"}, Usage: "add the ID, IMAGE, CPU%, MEM, GPU MEM, USER SOURCE and LAUNCHER columns", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "by-user", Usage: "group the table under a heading per user", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "by-gpu", Usage: "group the table under a heading per GPU and MIG instance, with its memory; list the free ones", DisableDefaultText: true},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON document, for jq and scripts", DisableDefaultText: true},
@@ -122,6 +124,12 @@ func parseOptions(c *cli.Context) (options, error) {
 			return opts, usageError{fmt.Errorf("unknown type %q; valid types: %s", name, strings.Join(inventory.Types, ", "))}
 		}
 		opts.filter.types = append(opts.filter.types, t)
+	}
+	for _, name := range c.StringSlice("launcher") {
+		if !slices.Contains(inventory.Launchers, name) {
+			return opts, usageError{fmt.Errorf("unknown launcher %q; valid launchers: %s", name, strings.Join(inventory.Launchers, ", "))}
+		}
+		opts.filter.launchers = append(opts.filter.launchers, name)
 	}
 	for _, g := range c.StringSlice("gpu") {
 		if g == "" {

@@ -169,7 +169,7 @@ var hostileCases = []struct {
 	{"hostile-wide", []string{"--all", "--wide"}},
 	{"hostile-by-user", []string{"--all", "--by-user", "--wide"}},
 	{"hostile-narrow", []string{"--all", "--by-user"}},
-	{"hostile-format", []string{"--all", "--format", `{{.ID}}|{{.FullID}}|{{.Type}}|{{.User}}|{{.UserSource}}|{{.GPUs}}|{{.Status}}|{{.Image}}|{{.Name}}|{{.Command}}`}},
+	{"hostile-format", []string{"--all", "--format", `{{.ID}}|{{.FullID}}|{{.Type}}|{{.User}}|{{.UserSource}}|{{.Launcher}}|{{.GPUs}}|{{.Status}}|{{.Image}}|{{.Name}}|{{.Command}}`}},
 	{"hostile-format-table", []string{"--all", "--format", `table {{.User}}\t{{.Image}}\t{{.Name}}`}},
 	{"hostile-quiet", []string{"--all", "-q"}},
 	{"hostile-concepts", []string{"--concepts"}},

@@ -49,6 +49,7 @@ const (
 	typeHeader       = "TYPE"
 	userHeader       = "USER"
 	userSourceHeader = "USER SOURCE"
+	launcherHeader   = "LAUNCHER"
 	gpusHeader       = "GPU(S)"
 	gpuMemHeader     = "GPU MEM"
 	statusHeader     = "STATUS"
@@ -91,6 +92,7 @@ var (
 	typeColumn       = column{"Type", typeHeader, row.Type, nil, "workload type (see TYPES)"}
 	userColumn       = column{"User", userHeader, row.User, nil, "who the workload belongs to: a user name, uid:<n>, root or unknown"}
 	userSourceColumn = column{"UserSource", userSourceHeader, row.UserSource, nil, "the signal that named the user (see --concepts)"}
+	launcherColumn   = column{"Launcher", launcherHeader, row.Launcher, nil, "what started it, with what names it there: slurm job 42.0, lxc web, apptainer IMAGE (see LAUNCHERS)"}
 	gpusColumn       = column{"GPUs", gpusHeader, row.GPUs, paintGPUs, "GPUs held or used, with (idle) or (undeclared) (see GPU(S))"}
 	gpuMemColumn     = column{"GPUMem", gpuMemHeader, row.GPUMem, nil, "GPU memory in use; - when unknown"}
 	statusColumn     = column{"Status", statusHeader, row.Status, paintStatus, "Docker's state (running, paused, exited, …); running for a process; (stale) when its source was down"}
@@ -103,7 +105,7 @@ var (
 	commandColumn    = column{"Command", commandHeader, row.Command, nil, "the container's command, or the process's command line"}
 
 	allColumns = []column{
-		idColumn, fullIDColumn, typeColumn, userColumn, userSourceColumn, gpusColumn, gpuMemColumn,
+		idColumn, fullIDColumn, typeColumn, userColumn, userSourceColumn, launcherColumn, gpusColumn, gpuMemColumn,
 		statusColumn, ageColumn, createdColumn, imageColumn, cpuColumn, memColumn, nameColumn, commandColumn,
 	}
 	defaultColumns = []column{typeColumn, userColumn, gpusColumn, statusColumn, ageColumn, nameColumn}
@@ -111,7 +113,7 @@ var (
 	// the rest before NAME, which stays last so that it is the one cut.
 	wideColumns = []column{
 		idColumn, typeColumn, userColumn, gpusColumn, statusColumn, ageColumn,
-		imageColumn, cpuColumn, memColumn, gpuMemColumn, userSourceColumn, nameColumn,
+		imageColumn, cpuColumn, memColumn, gpuMemColumn, userSourceColumn, launcherColumn, nameColumn,
 	}
 )
 
@@ -156,6 +158,9 @@ func (r row) User() string { return safe(r.w.User) }
 
 // UserSource is the signal that named the user.
 func (r row) UserSource() string { return safe(r.w.UserSource) }
+
+// Launcher is what started the workload, in one phrase.
+func (r row) Launcher() string { return safe(r.w.Launcher.String()) }
 
 // GPUs lists the GPUs held or used, and marks use that differs from what
 // was declared.

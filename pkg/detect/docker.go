@@ -308,7 +308,21 @@ func fromList(s *ListedContainer) inventory.Container {
 		c.CreatedAt = time.Unix(s.Created, 0).UTC()
 	}
 	c.Type = Classify(s.Labels, c.Name)
+	c.Launcher = engineLauncher(s.Labels)
 	return c
+}
+
+// labelPodUID is the label the kubelet (through cri-dockerd) puts on the
+// containers of a pod.
+const labelPodUID = "io.kubernetes.pod.uid"
+
+// engineLauncher says what runs a container a Docker engine lists: the
+// engine, or Kubernetes for a pod's container.
+func engineLauncher(labels map[string]string) *inventory.Launcher {
+	if uid := labels[labelPodUID]; validPodUID(uid) {
+		return &inventory.Launcher{Name: inventory.LauncherKubernetes, Pod: uid}
+	}
+	return &inventory.Launcher{Name: inventory.LauncherDocker}
 }
 
 // carryForward keeps what an earlier inspect learnt and takes from the list
@@ -316,6 +330,7 @@ func fromList(s *ListedContainer) inventory.Container {
 func carryForward(prev, listed inventory.Container) inventory.Container {
 	prev.Name = listed.Name
 	prev.Status = listed.Status
+	prev.Launcher = listed.Launcher
 	prev.CPUPercent, prev.MemoryBytes = nil, nil
 	// GPU use is observed afresh on every scan.
 	prev.GPUProcesses = nil

@@ -241,10 +241,11 @@ func FuzzParseStat(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		comm, _, err := parseStat(data)
+		st, err := parseStat(data)
 		if err != nil {
 			return
 		}
+		comm := st.comm
 		open := bytes.IndexByte(data, '(')
 		closing := bytes.LastIndexByte(data, ')')
 		if open < 0 || closing < open || comm != string(data[open+1:closing]) {
@@ -336,5 +337,40 @@ func FuzzDeclaredGPU(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// FuzzProcessLauncher: the launcher rules never panic on any cgroup file
+// or ancestor; what they return is a known launcher, a Slurm job they
+// accept is well formed, and no field holds what an environment variable
+// other than the image path could have put there.
+func FuzzProcessLauncher(f *testing.F) {
+	for _, s := range fuzzCgroupSeeds {
+		f.Add([]byte(s), "slurmstepd", "slurmstepd: [42.0]", uint32(0), []byte("APPTAINER_CONTAINER=/a.sif\x00"))
+	}
+	f.Add([]byte("0::/system.slice/slurmstepd.scope/job_1/step_0/user/task_0\n"), "starter", "Apptainer runtime parent", uint32(1000), []byte{})
+	f.Add([]byte("0::/machine.slice/machine-a\\x2db.scope/payload\n"), "systemd-nspawn", "systemd-nspawn -M x -D /y", uint32(0), []byte{})
+	f.Add([]byte("1:name=systemd:/lxc.payload.c\n0::/lxc.payload.c/.lxc\n"), "lxc-start", "[lxc monitor] /var/lib/lxc c", uint32(0), []byte{})
+	f.Add([]byte("0::/user.slice/user-1000.slice/session-3.scope\n"), "sshd", "sshd: a@pts/0", uint32(0), []byte{})
+	f.Fuzz(func(t *testing.T, cgroup []byte, comm, cmdline string, uid uint32, environ []byte) {
+		a := Ancestor{PID: 2, UID: int(uid), Comm: comm, Cmdline: cmdline}
+		image := ImageFromEnviron(environ)
+		if image != "" && (image[0] != '/' || !bytes.Contains(environ, []byte("_CONTAINER="+image))) {
+			t.Fatalf("ImageFromEnviron(%q) = %q", environ, image)
+		}
+		l := ProcessLauncher(ParseCgroupFile(cgroup), []Ancestor{a, a}, a, image)
+		if l == nil {
+			return
+		}
+		if !slices.Contains(inventory.Launchers, l.Name) {
+			t.Fatalf("launcher %q is none of inventory.Launchers", l.Name)
+		}
+		if l.Job != "" && !validJobID(l.Job) || l.Step != "" && !validStepID(l.Step) {
+			t.Fatalf("job %q step %q accepted", l.Job, l.Step)
+		}
+		if l.Image != "" && (l.Name != inventory.LauncherApptainer || l.Image != image) {
+			t.Fatalf("image %q on a %s launcher", l.Image, l.Name)
+		}
+		_ = l.String()
 	})
 }

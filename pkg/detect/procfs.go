@@ -46,6 +46,9 @@ type ProcessInfo struct {
 	// StartedAt is StartTicks as a UTC wall-clock time, through the boot
 	// time. It is good to the second; StartTicks is the exact key.
 	StartedAt time.Time
+	// PPID is the parent's PID (0 for init and kernel threads, and for
+	// a process whose parent is outside its PID namespace).
+	PPID int
 	// UID is the real uid.
 	UID int
 	// LoginUID is the uid the process's login session started as, kept
@@ -122,9 +125,11 @@ func (p *Procfs) Process(pid int) (ProcessInfo, error) {
 	if err != nil {
 		return ProcessInfo{}, err
 	}
-	if info.Comm, info.StartTicks, err = parseStat(data); err != nil {
+	st, err := parseStat(data)
+	if err != nil {
 		return ProcessInfo{}, d.parseErr("stat", err)
 	}
+	info.Comm, info.PPID, info.StartTicks = st.comm, st.ppid, st.startTicks
 	info.StartedAt = boot.Add(time.Duration(info.StartTicks) * (time.Second / userHZ))
 
 	if data, err = d.read("status"); err != nil {
@@ -163,6 +168,90 @@ func (p *Procfs) Process(pid int) (ProcessInfo, error) {
 		return ProcessInfo{}, err
 	}
 	return info, nil
+}
+
+// Ancestors reads the processes above one whose parent is ppid, nearest
+// first, up to init or maxAncestors of them: what the launcher rules read.
+// A parent that is gone or unreadable ends the walk; what was read stands.
+func (p *Procfs) Ancestors(ppid int) []Ancestor {
+	var out []Ancestor
+	seen := map[int]bool{}
+	for pid := ppid; pid > 1 && len(out) < maxAncestors && !seen[pid]; {
+		seen[pid] = true
+		a, next, err := p.ancestor(pid)
+		if err != nil {
+			break
+		}
+		out = append(out, a)
+		pid = next
+	}
+	return out
+}
+
+// ancestor reads one process of a walk up the tree and its parent's PID.
+func (p *Procfs) ancestor(pid int) (Ancestor, int, error) {
+	d, err := p.open(pid)
+	if err != nil {
+		return Ancestor{}, 0, err
+	}
+	defer d.close()
+	data, err := d.read("stat")
+	if err != nil {
+		return Ancestor{}, 0, err
+	}
+	st, err := parseStat(data)
+	if err != nil {
+		return Ancestor{}, 0, d.parseErr("stat", err)
+	}
+	if data, err = d.read("status"); err != nil {
+		return Ancestor{}, 0, err
+	}
+	uid, _, err := parseStatus(data)
+	if err != nil {
+		return Ancestor{}, 0, d.parseErr("status", err)
+	}
+	if data, err = d.readCapped("cmdline", MaxCommand); err != nil {
+		return Ancestor{}, 0, err
+	}
+	return Ancestor{PID: pid, UID: uid, Comm: st.comm, Cmdline: parseCmdline(data, st.comm)}, st.ppid, nil
+}
+
+// Environment variables that name an Apptainer/Singularity job's image.
+var imageVars = []string{"APPTAINER_CONTAINER=", "SINGULARITY_CONTAINER="}
+
+// maxEnviron bounds how much of a process's environment is read.
+const maxEnviron = 1 << 20
+
+// ApptainerImage returns the image path an Apptainer or Singularity job's
+// environment names, or "". It is the one environment value ds01 reads:
+// every other variable is passed over unread, and a value that is not an
+// absolute path, or is longer than MaxCommand, is none.
+func (p *Procfs) ApptainerImage(pid int) (string, error) {
+	d, err := p.open(pid)
+	if err != nil {
+		return "", err
+	}
+	defer d.close()
+	data, err := d.readCapped("environ", maxEnviron)
+	if err != nil {
+		return "", err
+	}
+	return ImageFromEnviron(data), nil
+}
+
+// ImageFromEnviron finds the image path in the contents of
+// /proc/<pid>/environ (variables each ended by a NUL).
+func ImageFromEnviron(data []byte) string {
+	for len(data) > 0 {
+		var v []byte
+		v, data, _ = bytes.Cut(data, []byte{0})
+		for _, name := range imageVars {
+			if path, ok := bytes.CutPrefix(v, []byte(name)); ok && len(path) > 0 && path[0] == '/' && len(path) <= MaxCommand {
+				return string(path)
+			}
+		}
+	}
+	return ""
 }
 
 // UID returns the real uid of a process. The error wraps ErrVanished when
@@ -515,28 +604,39 @@ func parseBootTime(data []byte) (int64, error) {
 	return 0, errors.New("no btime")
 }
 
-// parseStat returns the name and start time from the contents of
+// statFields are the fields of /proc/<pid>/stat the scan reads.
+type statFields struct {
+	comm       string
+	ppid       int
+	startTicks uint64
+}
+
+// parseStat returns the name, parent and start time from the contents of
 // /proc/<pid>/stat. The name is field 2 in parentheses and may itself hold
 // spaces and parentheses, so it runs to the last ')' and the numbered
 // fields are counted from there.
-func parseStat(data []byte) (comm string, startTicks uint64, err error) {
+func parseStat(data []byte) (statFields, error) {
 	open := bytes.IndexByte(data, '(')
 	closing := bytes.LastIndexByte(data, ')')
 	if open < 0 || closing < open {
-		return "", 0, errors.New("no (comm)")
+		return statFields{}, errors.New("no (comm)")
 	}
-	comm = string(data[open+1 : closing])
-	// After ") " come fields 3 (state) onwards; starttime is field 22.
-	const startField = 22 - 3
+	st := statFields{comm: string(data[open+1 : closing])}
+	// After ") " come fields 3 (state) onwards: ppid is field 4,
+	// starttime field 22.
+	const ppidField, startField = 4 - 3, 22 - 3
 	fields := bytes.Fields(data[closing+1:])
 	if len(fields) <= startField {
-		return "", 0, fmt.Errorf("%d fields after comm, want over %d", len(fields), startField)
+		return statFields{}, fmt.Errorf("%d fields after comm, want over %d", len(fields), startField)
 	}
-	startTicks, err = strconv.ParseUint(string(fields[startField]), 10, 64)
-	if err != nil {
-		return "", 0, fmt.Errorf("bad starttime: %w", err)
+	var err error
+	if st.ppid, err = strconv.Atoi(string(fields[ppidField])); err != nil || st.ppid < 0 {
+		return statFields{}, fmt.Errorf("bad ppid %q", fields[ppidField])
 	}
-	return comm, startTicks, nil
+	if st.startTicks, err = strconv.ParseUint(string(fields[startField]), 10, 64); err != nil {
+		return statFields{}, fmt.Errorf("bad starttime: %w", err)
+	}
+	return st, nil
 }
 
 // parseStatus returns the real uid and the innermost namespace PID (0 when

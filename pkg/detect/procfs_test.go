@@ -53,16 +53,21 @@ func TestParseStat(t *testing.T) {
 		{"too few fields", "412 (python3) S 1 412 412 0 -1\n", "", 0, true},
 		{"bad start", line("python3", "12x"), "", 0, true},
 		{"negative start", line("python3", "-1"), "", 0, true},
+		{"bad ppid", "412 (python3) S x" + fmt.Sprintf(tail[len(" S 1"):], "5"), "", 0, true},
 		{"empty", "", "", 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			comm, ticks, err := parseStat([]byte(tc.data))
+			st, err := parseStat([]byte(tc.data))
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("parseStat(%q) error = %v; want error %v", tc.data, err, tc.wantErr)
 			}
-			if comm != tc.wantComm || ticks != tc.wantTicks {
-				t.Errorf("parseStat(%q) = %q, %d; want %q, %d", tc.data, comm, ticks, tc.wantComm, tc.wantTicks)
+			wantPPID := 1
+			if tc.wantErr {
+				wantPPID = 0
+			}
+			if st.comm != tc.wantComm || st.startTicks != tc.wantTicks || st.ppid != wantPPID {
+				t.Errorf("parseStat(%q) = %q, ppid %d, %d; want %q, ppid %d, %d", tc.data, st.comm, st.ppid, st.startTicks, tc.wantComm, wantPPID, tc.wantTicks)
 			}
 		})
 	}
@@ -240,7 +245,7 @@ func TestProcfsProcess(t *testing.T) {
 			name: "host process of a user",
 			pid:  100,
 			want: ProcessInfo{
-				PID: 100, NSPID: 100, StartTicks: 360000, StartedAt: fakeStarted(360000),
+				PID: 100, NSPID: 100, StartTicks: 360000, StartedAt: fakeStarted(360000), PPID: 1,
 				UID: 1000, LoginUID: intPtr(1000), Comm: "python3", Cmdline: "python3 train.py --epochs 3",
 			},
 		},
@@ -248,7 +253,7 @@ func TestProcfsProcess(t *testing.T) {
 			name: "container process",
 			pid:  101,
 			want: ProcessInfo{
-				PID: 101, NSPID: 7, StartTicks: 720000, StartedAt: fakeStarted(720000),
+				PID: 101, NSPID: 7, StartTicks: 720000, StartedAt: fakeStarted(720000), PPID: 1,
 				UID: 0, Comm: "python", Cmdline: "python -m torch.distributed.run",
 				ContainerID: dockerID, Runtime: RuntimeDocker,
 			},
@@ -257,7 +262,7 @@ func TestProcfsProcess(t *testing.T) {
 			name: "root through sudo keeps loginuid",
 			pid:  102,
 			want: ProcessInfo{
-				PID: 102, NSPID: 102, StartTicks: 800000, StartedAt: fakeStarted(800000),
+				PID: 102, NSPID: 102, StartTicks: 800000, StartedAt: fakeStarted(800000), PPID: 1,
 				UID: 0, LoginUID: intPtr(1000), Comm: "python3", Cmdline: "python3 serve.py",
 			},
 		},
@@ -265,7 +270,7 @@ func TestProcfsProcess(t *testing.T) {
 			name: "comm with spaces and parens",
 			pid:  103,
 			want: ProcessInfo{
-				PID: 103, NSPID: 103, StartTicks: 900000, StartedAt: fakeStarted(900000),
+				PID: 103, NSPID: 103, StartTicks: 900000, StartedAt: fakeStarted(900000), PPID: 1,
 				UID: 1001, LoginUID: intPtr(1001), Comm: "my) proc (x", Cmdline: "./my) proc (x",
 			},
 		},
@@ -273,7 +278,7 @@ func TestProcfsProcess(t *testing.T) {
 			name: "hostile command line kept byte for byte",
 			pid:  104,
 			want: ProcessInfo{
-				PID: 104, NSPID: 104, StartTicks: 910000, StartedAt: fakeStarted(910000),
+				PID: 104, NSPID: 104, StartTicks: 910000, StartedAt: fakeStarted(910000), PPID: 1,
 				UID: 1002, LoginUID: intPtr(1002), Comm: "evil",
 				Cmdline: "evil \xff\xfe line1\nline2 \x1b[31mred\x1b[0m",
 			},
@@ -282,7 +287,7 @@ func TestProcfsProcess(t *testing.T) {
 			name: "kernel thread: empty cmdline, loginuid unset",
 			pid:  105,
 			want: ProcessInfo{
-				PID: 105, NSPID: 105, StartTicks: 2, StartedAt: fakeStarted(2),
+				PID: 105, NSPID: 105, StartTicks: 2, StartedAt: fakeStarted(2), PPID: 1,
 				UID: 0, Comm: "kworker/0:1", Cmdline: "[kworker/0:1]",
 			},
 		},
@@ -290,7 +295,7 @@ func TestProcfsProcess(t *testing.T) {
 			name: "no loginuid file (kernel without audit)",
 			pid:  107,
 			want: ProcessInfo{
-				PID: 107, NSPID: 107, StartTicks: 150, StartedAt: fakeStarted(150),
+				PID: 107, NSPID: 107, StartTicks: 150, StartedAt: fakeStarted(150), PPID: 1,
 				UID: 0, Comm: "daemon", Cmdline: "/usr/sbin/daemon",
 			},
 		},

@@ -294,7 +294,7 @@ func (d *decoder) gpuProcess(p *GPUProcess) {
 var containerKeys = newKeySet("id", "name", "image", "command", "type", "status", "exit_code", "created_at",
 	"started_at", "detected_at", "last_seen", "stale", "pid", "user", "user_source", "gpu", "gpu_processes",
 	"gpu_access", "gpus_undeclared", "runtime", "cpu_percent", "memory_bytes", "cpu_usage_ns", "cpu_sampled_at", "labels",
-	"detected_labels", "inspect_error")
+	"detected_labels", "inspect_error", "launcher")
 
 func (d *decoder) container(c *Container) {
 	d.object(containerKeys, func(key string) {
@@ -339,6 +339,8 @@ func (d *decoder) container(c *Container) {
 			c.GPUsUndeclared = decodeSlice(d, (*decoder).string)
 		case "runtime":
 			d.string(&c.Runtime)
+		case "launcher":
+			decodePtr(d, &c.Launcher, (*decoder).launcher)
 		case "cpu_percent":
 			decodePtr(d, &c.CPUPercent, (*decoder).float64)
 		case "memory_bytes":
@@ -358,7 +360,8 @@ func (d *decoder) container(c *Container) {
 }
 
 var hostProcessKeys = newKeySet("pid", "start_ticks", "type", "command", "user", "user_source", "started_at",
-	"detected_at", "last_seen", "stale", "gpus", "gpu_memory_bytes", "gpu_memory", "kinds", "sm_util_percent")
+	"detected_at", "last_seen", "stale", "gpus", "gpu_memory_bytes", "gpu_memory", "kinds", "sm_util_percent",
+	"launcher")
 
 func (d *decoder) hostProcess(p *HostProcess) {
 	d.object(hostProcessKeys, func(key string) {
@@ -393,6 +396,33 @@ func (d *decoder) hostProcess(p *HostProcess) {
 			p.Kinds = decodeSlice(d, (*decoder).string)
 		case "sm_util_percent":
 			decodePtr(d, &p.SMUtilPercent, (*decoder).uint32)
+		case "launcher":
+			decodePtr(d, &p.Launcher, (*decoder).launcher)
+		}
+	})
+}
+
+var launcherKeys = newKeySet("name", "job", "step", "image", "machine", "pod", "unit", "engine")
+
+func (d *decoder) launcher(l *Launcher) {
+	d.object(launcherKeys, func(key string) {
+		switch key {
+		case "name":
+			d.string(&l.Name)
+		case "job":
+			d.string(&l.Job)
+		case "step":
+			d.string(&l.Step)
+		case "image":
+			d.string(&l.Image)
+		case "machine":
+			d.string(&l.Machine)
+		case "pod":
+			d.string(&l.Pod)
+		case "unit":
+			d.string(&l.Unit)
+		case "engine":
+			d.string(&l.Engine)
 		}
 	})
 }

@@ -338,6 +338,9 @@ func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) 
 		if c.Runtime != "" {
 			d["runtime"] = c.Runtime
 		}
+		if c.Launcher != nil {
+			d["launcher"] = c.Launcher
+		}
 		d["user_source"] = c.UserSource
 		d["detected_labels"] = c.DetectedLabels
 		if c.ExitCode != nil && c.Status == "exited" {
@@ -357,6 +360,9 @@ func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) 
 			d["gpu_memory_mb"] = *p.GPUMemoryBytes >> 20
 		}
 		d["user_source"] = p.UserSource
+		if p.Launcher != nil {
+			d["launcher"] = p.Launcher
+		}
 		e.User = p.User
 	case t.Source != "":
 		d["source"] = t.Source

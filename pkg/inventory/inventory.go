@@ -244,6 +244,8 @@ type Container struct {
 	// Runtime names the container runtime of a TypeUnknown container seen
 	// only through a process cgroup ("podman", "containerd", …).
 	Runtime string `json:"runtime,omitempty"`
+	// Launcher is what runs the container: its engine, or Kubernetes.
+	Launcher *Launcher `json:"launcher,omitempty"`
 
 	// CPUPercent is CPU use since the previous scan, 100 = one core.
 	CPUPercent *float64 `json:"cpu_percent"`
@@ -293,6 +295,10 @@ type HostProcess struct {
 	Kinds []string `json:"kinds,omitempty"`
 	// SMUtilPercent is the process's SM utilisation where NVML samples it.
 	SMUtilPercent *uint32 `json:"sm_util_percent,omitempty"`
+	// Launcher is what started the process, where it can be told: a
+	// Slurm job, an Apptainer image, an LXC or nspawn machine, a login
+	// session, a service.
+	Launcher *Launcher `json:"launcher,omitempty"`
 }
 
 // IsProcessType reports whether a workload type is one of a process

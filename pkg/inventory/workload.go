@@ -56,6 +56,8 @@ type Workload struct {
 	// source was down.
 	Stale          bool              `json:"stale"`
 	DetectedLabels map[string]string `json:"detected_labels"`
+	// Launcher is what started the workload; nil where it cannot be told.
+	Launcher *Launcher `json:"launcher"`
 }
 
 // Workloads returns every container and host process (not pending ones) as
@@ -90,7 +92,7 @@ func (c *Container) workload(a Access) Workload {
 		GPUAccess: a.State, GPUsDeclared: nonNil(a.Declared), GPUsUsed: nonNil(a.Used),
 		GPUsUndeclared: nonNil(a.Undeclared),
 		CPUPercent:     c.CPUPercent, MemoryBytes: c.MemoryBytes, Stale: c.Stale,
-		DetectedLabels: c.DetectedLabels,
+		DetectedLabels: c.DetectedLabels, Launcher: c.Launcher,
 	}
 	if !c.CreatedAt.IsZero() {
 		t := c.CreatedAt
@@ -124,7 +126,7 @@ func (p *HostProcess) workload(gpus GPUIndex) Workload {
 		Status: "running", Command: p.Command, DetectedAt: p.DetectedAt,
 		HasGPU: true, GPUObserved: true, GPUs: used, GPUMemoryBytes: p.GPUMemoryBytes,
 		GPUsDeclared: []string{}, GPUsUsed: used, GPUsUndeclared: []string{},
-		Stale: p.Stale,
+		Stale: p.Stale, Launcher: p.Launcher,
 	}
 	if !p.StartedAt.IsZero() {
 		t := p.StartedAt

@@ -21,6 +21,9 @@ const firstUserUID = 1000
 type GPUProcess struct {
 	Use  *detect.GPUUse
 	Info detect.ProcessInfo
+	// Launcher is what started a process outside any container, as
+	// detect.ProcessLauncher told it; nil where it could not be told.
+	Launcher *inventory.Launcher
 }
 
 // Placed is where the GPU processes of one scan belong.
@@ -89,7 +92,7 @@ func hostProcess(p GPUProcess, r attribution.Result) inventory.HostProcess {
 		PID: p.Info.PID, StartTicks: p.Info.StartTicks, Type: typ, Command: p.Info.Cmdline,
 		User: r.User, UserSource: r.Source, StartedAt: p.Info.StartedAt,
 		GPUs: p.Use.GPUs(), GPUMemoryBytes: p.Use.TotalMemory(), GPUMemory: p.Use.KnownMemory(),
-		Kinds: p.Use.Kinds, SMUtilPercent: p.Use.SMUtil,
+		Kinds: p.Use.Kinds, SMUtilPercent: p.Use.SMUtil, Launcher: p.Launcher,
 	}
 }
 
@@ -100,6 +103,7 @@ func unknownContainer(info detect.ProcessInfo, r attribution.Result) inventory.C
 		ID: info.ContainerID, Name: info.Runtime + "-" + inventory.ShortID(info.ContainerID),
 		Type: inventory.TypeUnknown, Status: "running", Runtime: info.Runtime,
 		CreatedAt: info.StartedAt, User: r.User, UserSource: r.Source,
+		Launcher: detect.ContainerLauncher(info.Runtime, info.Cgroup),
 	}
 }
 

@@ -179,6 +179,7 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 	}
 	index := inventory.NewGPUIndex(KnownGPUs(nv.status.OK, nv.value.GPUs, last))
 	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, index), listed)
+	s.tellLaunchers(procs)
 	placed := Place(obs.Containers, docker.status.OK, procs, s.attr.Process)
 	obs.Containers, obs.Processes = placed.Containers, placed.Processes
 	return obs
@@ -262,6 +263,27 @@ func (s *Scanner) gpuProcesses(uses []*detect.GPUUse, listed map[int]ListedProce
 		out = append(out, GPUProcess{Use: use, Info: info})
 	}
 	return out
+}
+
+// tellLaunchers finds what started each GPU process outside a container,
+// from its cgroups and the processes above it. Only an Apptainer job's
+// environment is read, and of it only the image path.
+func (s *Scanner) tellLaunchers(procs []GPUProcess) {
+	for i := range procs {
+		p := &procs[i]
+		if p.Info.ContainerID != "" {
+			continue
+		}
+		self := detect.Ancestor{PID: p.Info.PID, UID: p.Info.UID, Comm: p.Info.Comm, Cmdline: p.Info.Cmdline}
+		p.Launcher = detect.ProcessLauncher(p.Info.Cgroup, s.procfs.Ancestors(p.Info.PPID), self, "")
+		if p.Launcher != nil && p.Launcher.Name == inventory.LauncherApptainer {
+			image, err := s.procfs.ApptainerImage(p.Info.PID)
+			if err != nil {
+				s.log.Debug("cannot read an Apptainer job's image", "source", inventory.SourceProcfs, "pid", p.Info.PID, "err", err)
+			}
+			p.Launcher.Image = image
+		}
+	}
 }
 
 // newScanID names a scan by its start time and four random bytes.
