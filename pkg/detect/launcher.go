@@ -158,7 +158,8 @@ func (f *launchFacts) fromAncestor(a Ancestor) {
 	case isJupyterServer(a.Cmdline):
 		f.jupyter = true
 	case a.UID != 0:
-	case a.Comm == "slurmstepd":
+	case a.Comm == "slurmstepd" || strings.HasPrefix(a.Cmdline, "slurmstepd: ["):
+		// Its title is in its command line; its comm may be either.
 		if job, step, ok := parseStepdTitle(a.Cmdline); ok && f.job == "" {
 			f.job, f.step = job, step
 		}

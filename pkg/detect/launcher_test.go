@@ -69,6 +69,12 @@ func TestProcessLauncher(t *testing.T) {
 			want:      &inventory.Launcher{Name: inventory.LauncherSlurm, Job: "55", Step: "0"},
 		},
 		{
+			name:      "slurmstepd whose comm is its title",
+			cgroup:    v2("/system.slice/slurmd.service"),
+			ancestors: []Ancestor{root(300, "slurmstepd: [55", "slurmstepd: [55.batch]")},
+			want:      &inventory.Launcher{Name: inventory.LauncherSlurm, Job: "55", Step: "batch"},
+		},
+		{
 			name:      "trap: a user's process calling itself slurmstepd",
 			cgroup:    v2("/user.slice/user-1000.slice/session-3.scope"),
 			ancestors: []Ancestor{user(300, "slurmstepd", "slurmstepd: [55.0]")},

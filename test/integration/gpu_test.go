@@ -197,23 +197,30 @@ func TestScanWithoutGPU(t *testing.T) {
 	}
 }
 
-// inCgroup moves pid into a v1 cgroup at path under the pids hierarchy, the
-// shape another runtime would give it, and undoes it at cleanup.
-func inCgroup(t *testing.T, pid int, path string) {
+// inCgroup moves pid into the cgroup at path under each hierarchy
+// (/sys/fs/cgroup/<name>; the v1 pids one when none is given), the shape
+// another runtime would give it, and undoes it at cleanup.
+func inCgroup(t *testing.T, pid int, path string, hierarchies ...string) {
 	t.Helper()
-	dir := filepath.Join("/sys/fs/cgroup/pids", path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		mustHave(t, false, "cannot create a v1 pids cgroup: "+err.Error())
+	if len(hierarchies) == 0 {
+		hierarchies = []string{"pids"}
 	}
-	t.Cleanup(func() {
-		// A cgroup can be removed only when empty: move the process back.
-		os.WriteFile("/sys/fs/cgroup/pids/cgroup.procs", []byte(strconv.Itoa(pid)), 0o644)
-		for d := dir; d != "/sys/fs/cgroup/pids"; d = filepath.Dir(d) {
-			os.Remove(d)
+	for _, h := range hierarchies {
+		root := filepath.Join("/sys/fs/cgroup", h)
+		dir := filepath.Join(root, path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			mustHave(t, false, "cannot create a cgroup under "+root+": "+err.Error())
 		}
-	})
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-		t.Fatalf("move %d into %s: %v", pid, path, err)
+		t.Cleanup(func() {
+			// A cgroup can be removed only when empty: move the process back.
+			os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+			for d := dir; d != root; d = filepath.Dir(d) {
+				os.Remove(d)
+			}
+		})
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatalf("move %d into %s of %s: %v", pid, path, h, err)
+		}
 	}
 }
 
@@ -222,9 +229,13 @@ func inCgroup(t *testing.T, pid int, path string) {
 // container of that runtime with its GPU use.
 func TestScanOtherRuntimeContainer(t *testing.T) {
 	const id = "5d4c3b2a19088f7e6d5c4b3a2918f7e6d5c4b3a2918f7e6d5c4b3a2918f7e6d0"
-	for _, tc := range []struct{ name, path, runtime string }{
-		{"podman", "machine.slice/libpod-" + id + ".scope", "podman"},
-		{"kubernetes", "kubepods/besteffort/pod0a1b2c3d-1111-2222-3333-444455556666/" + id, "kubernetes"},
+	for _, tc := range []struct {
+		name, path, runtime string
+		launcher            inventory.Launcher
+	}{
+		{"podman", "machine.slice/libpod-" + id + ".scope", "podman", inventory.Launcher{Name: "podman"}},
+		{"kubernetes", "kubepods/besteffort/pod0a1b2c3d-1111-2222-3333-444455556666/" + id, "kubernetes",
+			inventory.Launcher{Name: "kubernetes", Pod: "0a1b2c3d-1111-2222-3333-444455556666"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command("sleep", "600")
@@ -240,6 +251,9 @@ func TestScanOtherRuntimeContainer(t *testing.T) {
 			c := mustFind(t, inv, id)
 			if c.Type != "unknown" || c.Runtime != tc.runtime || len(c.GPUProcesses) != 1 || c.GPUProcesses[0].GPU != "2" {
 				t.Errorf("container %+v, want unknown of runtime %s using GPU 2", *c, tc.runtime)
+			}
+			if c.Launcher == nil || *c.Launcher != tc.launcher {
+				t.Errorf("launcher %+v, want %+v", c.Launcher, tc.launcher)
 			}
 			if findProcess(inv, pid) != nil {
 				t.Errorf("process in a container cgroup listed as a host process")

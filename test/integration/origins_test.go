@@ -159,6 +159,9 @@ func TestScanOriginsAndGPUChannels(t *testing.T) {
 		if w.status == "exited" && (c.ExitCode == nil || *c.ExitCode != 0) {
 			t.Errorf("container %s: exit code %v, want 0", id[:12], c.ExitCode)
 		}
+		if c.Launcher == nil || *c.Launcher != (inventory.Launcher{Name: "docker"}) {
+			t.Errorf("container %s: launcher %+v, want docker", id[:12], c.Launcher)
+		}
 	}
 
 	// Every container was discovered exactly once, with a well-formed envelope.
@@ -190,6 +193,9 @@ func TestScanOriginsAndGPUChannels(t *testing.T) {
 			t.Errorf("container %s after an unchanged scan: events %v, want only the first discovered", id[:12], got)
 		}
 		c1, c2 := mustFind(t, inv, id), mustFind(t, inv2, id)
+		if !reflect.DeepEqual(c1.Launcher, c2.Launcher) {
+			t.Errorf("container %s: launcher %+v, then %+v on a scan that did not inspect it", id[:12], c1.Launcher, c2.Launcher)
+		}
 		if !c1.DetectedAt.Equal(c2.DetectedAt) {
 			t.Errorf("container %s: detected_at moved from %v to %v", id[:12], c1.DetectedAt, c2.DetectedAt)
 		}
