@@ -62,14 +62,27 @@ func start[T any](ctx context.Context, s *Scanner, src source, f func(context.Co
 	}()
 	return func() outcome[T] {
 		defer cancel()
+		overran := func() answer[T] {
+			took := s.clock().Sub(began)
+			err := fmt.Errorf("timed out after %v: %w", took.Round(time.Millisecond), ctx.Err())
+			if errors.Is(ctx.Err(), context.Canceled) {
+				err = fmt.Errorf("scan cancelled: %w", ctx.Err())
+			}
+			return answer[T]{err: err, took: took}
+		}
+		// Sources are waited for one after another: one that answered
+		// within its budget counts, however long another kept the scan.
 		var a answer[T]
 		select {
 		case a = <-done:
-		case <-ctx.Done():
-			a.took = s.clock().Sub(began)
-			a.err = fmt.Errorf("timed out after %v: %w", a.took.Round(time.Millisecond), ctx.Err())
-			if errors.Is(ctx.Err(), context.Canceled) {
-				a.err = fmt.Errorf("scan cancelled: %w", ctx.Err())
+			if a.took > src.budget && a.err == nil {
+				a = answer[T]{err: fmt.Errorf("answered after %v, past its budget of %v", a.took.Round(time.Millisecond), src.budget), took: a.took}
+			}
+		default:
+			select {
+			case a = <-done:
+			case <-ctx.Done():
+				a = overran()
 			}
 		}
 		o := outcome[T]{status: inventory.SourceStatus{
