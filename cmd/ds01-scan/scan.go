@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -29,6 +30,9 @@ type Config struct {
 	EventsPath string
 	LockPath   string
 	DockerHost string
+	// UserRuntime is where users' runtime directories are (/run/user),
+	// each of which may hold a rootless engine's socket; "" asks none.
+	UserRuntime string
 	// TextfileDir, when set, gets Prometheus metrics after every scan.
 	TextfileDir string
 	Timeout     time.Duration
@@ -194,14 +198,47 @@ func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
 		return nil, nil, fmt.Errorf("docker client: %w", err)
 	}
 	api := detect.NewEngine(c)
+	users, closeUsers := userEngines(cfg.UserRuntime, log)
 	host, _ := os.Hostname()
 	procfs := detect.NewProcfs(cfg.ProcRoot)
 	s := scan.New(scan.Deps{
-		Docker: api, NVML: nvmlLibrary, Procfs: procfs, Stats: detect.NewCgroupStats(procfs, cfg.CgroupRoot),
+		Docker: api, UserEngines: users, NVML: nvmlLibrary, Procfs: procfs, Stats: detect.NewCgroupStats(procfs, cfg.CgroupRoot),
 		Users: attribution.NewUsers(attribution.SubUIDFile), Clock: func() time.Time { return time.Now().UTC() }, Log: log,
 		Host: host, Version: cfg.Version,
 	})
-	return s, func() { api.Close() }, nil
+	return s, func() { api.Close(); closeUsers() }, nil
+}
+
+// maxUserEngineRead bounds what a scan reads from one user's engine: a
+// list of 10,000 containers and their inspects fit many times over.
+const maxUserEngineRead = 64 << 20
+
+// userEngines connects to every user's rootless engine under dir, each
+// through a dialer that checks the engine runs as the socket's owner.
+func userEngines(dir string, log *slog.Logger) ([]scan.UserEngine, func()) {
+	if dir == "" {
+		return nil, func() {}
+	}
+	var out []scan.UserEngine
+	var engines []*detect.Engine
+	for _, sock := range detect.FindRootlessEngines(dir) {
+		c, err := client.New(client.WithHost("unix://"+sock.Path),
+			client.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return detect.DialOwned(ctx, sock.Path, sock.UID, maxUserEngineRead)
+			}))
+		if err != nil {
+			log.Warn("cannot set up a client for a user's engine", "source", inventory.EngineSource(sock.Path), "err", err)
+			continue
+		}
+		e := detect.NewEngine(c)
+		engines = append(engines, e)
+		out = append(out, scan.UserEngine{Socket: sock.Path, Owner: sock.UID, API: e})
+	}
+	return out, func() {
+		for _, e := range engines {
+			e.Close()
+		}
+	}
 }
 
 // commit makes the scan's events durable with its inventory: they are

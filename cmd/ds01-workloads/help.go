@@ -313,6 +313,7 @@ WHO: ATTRIBUTION AND USER SOURCE
      container_process_uid          the host uid its processes run as
      subuid_owner                   that uid is in a user's subordinate range (/etc/subuid):
                                     a rootless container's user, mapped to its owner
+     rootless_engine_owner          a container of that user's own (rootless) Docker engine
      none                           no signal named anyone: the user is unknown
      detect-workloads               the lab's earlier scanner named it, and ds01 names no one
    Labels are whatever the container's creator wrote; the signals further down are read

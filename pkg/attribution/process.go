@@ -7,7 +7,16 @@ const (
 	SourceProcessRealUID  = "process_uid"
 	SourceProcessLoginUID = "process_loginuid"
 	SourceSessionSlice    = "process_session_slice"
+	// SourceEngineOwner: the container is one of a user's own (rootless)
+	// engine, which runs as that user and whose containers are theirs,
+	// whatever their labels claim.
+	SourceEngineOwner = "rootless_engine_owner"
 )
+
+// EngineOwner attributes a container of the rootless engine uid runs.
+func (a *Attributor) EngineOwner(uid int) Result {
+	return Result{User: a.users.Name(uid), Source: SourceEngineOwner}
+}
 
 // Process attributes a process: its real uid (the owner of its
 // subordinate range, for a uid a rootless container maps to); when that is

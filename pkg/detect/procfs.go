@@ -216,6 +216,36 @@ func (p *Procfs) ancestor(pid int) (Ancestor, int, error) {
 	return Ancestor{PID: pid, UID: uid, Comm: st.comm, Cmdline: parseCmdline(data, st.comm)}, st.ppid, nil
 }
 
+// PIDNamespace returns the inode of a process's PID namespace, which every
+// process of one container shares with its init (the container's PID in
+// its engine's inspect). The error wraps ErrVanished when the process is
+// gone.
+func (p *Procfs) PIDNamespace(pid int) (uint64, error) {
+	if pid <= 0 {
+		return 0, fmt.Errorf("read process: invalid pid %d", pid)
+	}
+	path := p.root + "/" + strconv.Itoa(pid) + "/ns/pid"
+	var buf [64]byte
+	n, err := unix.Readlink(path, buf[:])
+	if err != nil {
+		return 0, procErr(path, err)
+	}
+	return parseNamespaceLink(string(buf[:n]))
+}
+
+// parseNamespaceLink reads a namespace link's target, "pid:[4026531836]".
+func parseNamespaceLink(s string) (uint64, error) {
+	rest, ok := strings.CutPrefix(s, "pid:[")
+	if !ok || !strings.HasSuffix(rest, "]") {
+		return 0, fmt.Errorf("namespace link %q", s)
+	}
+	n, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("namespace link %q", s)
+	}
+	return n, nil
+}
+
 // Environment variables that name an Apptainer/Singularity job's image.
 var imageVars = []string{"APPTAINER_CONTAINER=", "SINGULARITY_CONTAINER="}
 

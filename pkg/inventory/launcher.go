@@ -103,3 +103,23 @@ func (l *Launcher) LauncherName() string {
 	}
 	return l.Name
 }
+
+// EngineSource names, in Inventory.Sources, the Docker engine listening on
+// socket: SourceDocker for the system's own (""), "docker:<socket>" for a
+// user's rootless one.
+func EngineSource(socket string) string {
+	if socket == "" {
+		return SourceDocker
+	}
+	return SourceDocker + ":" + socket
+}
+
+// EngineSource is the source that lists the container: its engine's. A
+// container seen only through a process's cgroup is the system engine's
+// to deny, so it counts as that engine's.
+func (c *Container) EngineSource() string {
+	if c.Launcher == nil {
+		return SourceDocker
+	}
+	return EngineSource(c.Launcher.Engine)
+}

@@ -108,16 +108,34 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 		next.GPUs = prev.GPUs
 	}
 
-	if obs.Sources[SourceDocker].OK {
-		cs, t := reconcileContainers(prev.Containers, obs, NewGPUIndex(next.GPUs), now)
-		next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
-	} else {
-		gpus := NewGPUIndex(next.GPUs)
-		next.Containers = append(next.Containers, markStale(prev.Containers, func(c *Container) {
-			c.Stale = true
-			c.judge(obs.ProcessesObserved, gpus)
-		})...)
+	// Each engine's containers are judged by its own answer: those of an
+	// engine that was asked and failed stand, stale; those of an engine
+	// no longer there (a rootless one whose user logged out) are gone.
+	gpus := NewGPUIndex(next.GPUs)
+	var up, down []Container
+	for _, c := range prev.Containers {
+		src := c.EngineSource()
+		if st, asked := obs.Sources[src]; (asked || src == SourceDocker) && !st.OK {
+			down = append(down, c)
+		} else {
+			up = append(up, c)
+		}
 	}
+	if len(down) > 0 {
+		held := make(map[string]bool, len(down))
+		for _, c := range down {
+			held[c.ID] = true
+		}
+		// Another engine cannot take over a container of one that is down.
+		obs.Containers = slices.DeleteFunc(slices.Clone(obs.Containers), func(c Container) bool { return held[c.ID] })
+	}
+	cs, t := reconcileContainers(up, obs, gpus, now)
+	next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
+	next.Containers = append(next.Containers, markStale(down, func(c *Container) {
+		c.Stale = true
+		c.judge(obs.ProcessesObserved, gpus)
+	})...)
+	sortContainers(next.Containers)
 
 	if obs.ProcessesObserved {
 		hp, pending, t := reconcileProcesses(prev, obs, now)

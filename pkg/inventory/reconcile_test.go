@@ -789,3 +789,57 @@ func TestReconcileUnreadGPU(t *testing.T) {
 		t.Errorf("container GPU processes %+v, want only the one on the unread GPU kept", got)
 	}
 }
+
+// TestReconcileEngines: each engine's containers follow its own answer. A
+// rootless engine that fails keeps its containers, stale, while the system
+// engine's are reconciled; one that is no longer there loses them; a
+// container of a down engine is not taken over by another engine listing
+// its ID.
+func TestReconcileEngines(t *testing.T) {
+	const sock = "/run/user/1001/docker.sock"
+	rootless := func(n int, status string) Container {
+		c := container(n, status, TypeRawDocker)
+		c.Launcher = &Launcher{Name: LauncherDocker, Engine: sock}
+		return c
+	}
+	userSource := EngineSource(sock)
+	ok := func(cs ...Container) Observation {
+		o := allOK(cs, nil)
+		o.Sources[userSource] = SourceStatus{OK: true}
+		return o
+	}
+	first, _ := Reconcile(nil, ok(container(1, "running", TypeRawDocker), rootless(2, "running")), scanAt(0))
+	if got := containerIDs(first.Containers); !reflect.DeepEqual(got, []string{cid(1), cid(2)}) {
+		t.Fatalf("first scan containers %v", got)
+	}
+
+	down := allOK([]Container{container(1, "exited", TypeRawDocker), rootless(2, "exited")}, nil)
+	down.Sources[userSource] = SourceStatus{Error: "connection refused"}
+	next, ts := Reconcile(first, down, scanAt(1))
+	if got := transitionTypes(ts); !slices.Contains(got, EventSourceUnavailable) || !slices.Contains(got, EventContainerStatusChanged) || len(got) != 2 {
+		t.Errorf("transitions %v, want the user engine unavailable and the system container stopped", got)
+	}
+	for _, c := range next.Containers {
+		switch c.ID {
+		case cid(1):
+			if c.Stale || c.Status != "exited" {
+				t.Errorf("system container %+v, want exited and fresh", c)
+			}
+		case cid(2):
+			if !c.Stale || c.Status != "running" || c.Launcher.Engine != sock {
+				t.Errorf("down engine's container %+v, want running, stale, of %s", c, sock)
+			}
+		}
+	}
+	if len(next.Containers) != 2 {
+		t.Errorf("containers %v, want 2: the system engine listing the down engine's ID takes nothing over", containerIDs(next.Containers))
+	}
+
+	gone, ts := Reconcile(next, allOK([]Container{container(1, "exited", TypeRawDocker)}, nil), scanAt(2))
+	if got := containerIDs(gone.Containers); !reflect.DeepEqual(got, []string{cid(1)}) {
+		t.Errorf("containers once the user engine is no longer there: %v, want only the system one", got)
+	}
+	if ex := byType(ts, EventContainerExited); len(ex) != 1 || ex[0].Container.ID != cid(2) {
+		t.Errorf("exited transitions %+v, want the rootless container's", ex)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -33,16 +34,30 @@ type Budgets struct {
 	DockerCall time.Duration
 	NVML       time.Duration
 	Procfs     time.Duration
+	// UserEngine bounds each user's own engine, list and inspects: a
+	// user's engine may be slow or hostile, and costs the scan no more.
+	UserEngine time.Duration
 }
 
 // DefaultBudgets fit a scan in the 20 s the timer's default --timeout gives
 // it, with room left to save.
-var DefaultBudgets = Budgets{Docker: 15 * time.Second, DockerCall: 5 * time.Second, NVML: 10 * time.Second, Procfs: 10 * time.Second}
+var DefaultBudgets = Budgets{Docker: 15 * time.Second, DockerCall: 5 * time.Second, NVML: 10 * time.Second, Procfs: 10 * time.Second, UserEngine: 3 * time.Second}
+
+// UserEngine is a user's own (rootless) Docker engine.
+type UserEngine struct {
+	// Socket is where it listens: /run/user/<uid>/docker.sock.
+	Socket string
+	// Owner is the uid it runs as, whose its containers are.
+	Owner int
+	API   detect.DockerAPI
+}
 
 // Deps are what a scan reads through. Every field but Ptrace is required.
 type Deps struct {
-	// Docker is the engine's API (the moby client satisfies it).
+	// Docker is the system engine's API (the moby client satisfies it).
 	Docker detect.DockerAPI
+	// UserEngines are the users' own engines; optional.
+	UserEngines []UserEngine
 	// NVML opens the NVIDIA management library (nvml.New(), or a go-nvml
 	// mock server). It is called within the NVML source's budget on every
 	// scan; an error makes that source unavailable.
@@ -68,6 +83,7 @@ type Deps struct {
 type Scanner struct {
 	nvml    func() (nvml.Interface, error)
 	docker  *detect.Docker
+	engines []userEngine
 	procfs  *detect.Procfs
 	attr    *attribution.Attributor
 	clock   func() time.Time
@@ -87,6 +103,7 @@ func New(d Deps) *Scanner {
 	}{
 		{&b.Docker, DefaultBudgets.Docker}, {&b.DockerCall, DefaultBudgets.DockerCall},
 		{&b.NVML, DefaultBudgets.NVML}, {&b.Procfs, DefaultBudgets.Procfs},
+		{&b.UserEngine, DefaultBudgets.UserEngine},
 	} {
 		if *f.v <= 0 {
 			*f.v = f.def
@@ -96,8 +113,15 @@ func New(d Deps) *Scanner {
 	if ptrace == nil {
 		ptrace = detect.HasPtraceCapability
 	}
+	engines := make([]userEngine, len(d.UserEngines))
+	for i, e := range d.UserEngines {
+		// No cgroup statistics: a rootless engine's containers often have
+		// no cgroup of their own, and their processes' would be the host's.
+		engines[i] = userEngine{UserEngine: e, docker: detect.NewDocker(e.API, nil, b.UserEngine, d.Log, d.Clock)}
+	}
 	return &Scanner{
 		nvml:    d.NVML,
+		engines: engines,
 		docker:  detect.NewDocker(d.Docker, d.Stats, b.DockerCall, d.Log, d.Clock),
 		procfs:  d.Procfs,
 		attr:    attribution.New(d.Users, d.Procfs, d.Log),
@@ -145,9 +169,18 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 	now := s.clock()
 	containers := start(ctx, s, source{inventory.SourceDocker, s.budgets.Docker, slog.LevelWarn},
 		func(ctx context.Context) ([]inventory.Container, string, error) {
-			cs, err := s.containers(ctx, prev, now)
+			cs, err := s.containers(ctx, s.docker, nil, prev, now)
 			return cs, "", err
 		})
+	users := make([]func() outcome[[]inventory.Container], len(s.engines))
+	for i := range s.engines {
+		e := &s.engines[i]
+		users[i] = start(ctx, s, source{inventory.EngineSource(e.Socket), s.budgets.UserEngine, slog.LevelWarn},
+			func(ctx context.Context) ([]inventory.Container, string, error) {
+				cs, err := s.containers(ctx, e.docker, e, prev, now)
+				return cs, "", err
+			})
+	}
 	gpus := start(ctx, s, source{inventory.SourceNVML, s.budgets.NVML, slog.LevelInfo},
 		func(context.Context) (detect.NVMLReading, string, error) {
 			lib, err := s.nvml()
@@ -174,28 +207,50 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 		UnreadGPUs:        UnreadGPUs(nv.status.OK, nv.value.GPUs, last),
 		ProcessesObserved: nv.status.OK || fds.status.OK,
 	}
+	// The system engine's containers come first: an ID listed twice is
+	// the first one's.
+	for i, wait := range users {
+		o := wait()
+		obs.Sources[inventory.EngineSource(s.engines[i].Socket)] = o.status
+		obs.Containers = append(obs.Containers, o.value...)
+	}
 	if !obs.ProcessesObserved {
 		return obs
 	}
 	index := inventory.NewGPUIndex(KnownGPUs(nv.status.OK, nv.value.GPUs, last))
 	procs := s.gpuProcesses(detect.MergeGPUUse(nv.value.Samples, fds.value, index), listed)
+	s.placeByNamespace(procs, obs.Containers)
 	s.tellLaunchers(procs)
 	placed := Place(obs.Containers, docker.status.OK, procs, s.attr.Process)
 	obs.Containers, obs.Processes = placed.Containers, placed.Processes
 	return obs
 }
 
-// containers lists the engine's containers and attributes the ones
-// inspected for the first time.
-func (s *Scanner) containers(ctx context.Context, prev func() *inventory.Inventory, now time.Time) ([]inventory.Container, error) {
-	seen, err := s.docker.Observe(ctx, func() map[string]*inventory.Container {
+// userEngine is a user's engine as the scan reads it.
+type userEngine struct {
+	UserEngine
+	docker *detect.Docker
+}
+
+// containers lists one engine's containers (the system's when e is nil)
+// and attributes the ones inspected for the first time: a user engine's
+// are its owner's.
+func (s *Scanner) containers(ctx context.Context, d *detect.Docker, e *userEngine, prev func() *inventory.Inventory, now time.Time) ([]inventory.Container, error) {
+	socket := ""
+	if e != nil {
+		socket = e.Socket
+	}
+	name := inventory.EngineSource(socket)
+	seen, err := d.Observe(ctx, func() map[string]*inventory.Container {
 		last := prev()
 		if last == nil {
 			return nil
 		}
 		byID := make(map[string]*inventory.Container, len(last.Containers))
 		for i := range last.Containers {
-			byID[last.Containers[i].ID] = &last.Containers[i]
+			if c := &last.Containers[i]; c.EngineSource() == name {
+				byID[c.ID] = c
+			}
 		}
 		return byID
 	})
@@ -205,16 +260,72 @@ func (s *Scanner) containers(ctx context.Context, prev func() *inventory.Invento
 	out := make([]inventory.Container, len(seen))
 	for i, o := range seen {
 		c := o.Container
-		if o.Facts != nil {
+		if e != nil {
+			l := *c.Launcher
+			l.Engine = e.Socket
+			c.Launcher = &l
+		}
+		switch {
+		case o.Facts != nil && e != nil:
+			r := s.attr.EngineOwner(e.Owner)
+			c.User, c.UserSource = r.User, r.Source
+			c.DetectedLabels = attribution.DetectedLabels(o.Facts.Labels, &c, now)
+		case o.Facts != nil:
 			r := s.attr.Container(*o.Facts)
 			c.User, c.UserSource = r.User, r.Source
 			c.DetectedLabels = attribution.DetectedLabels(o.Facts.Labels, &c, now)
-		} else if c.User == "" {
+		case c.User == "":
 			c.User, c.UserSource = attribution.Unknown, attribution.SourceNone
 		}
 		out[i] = c
 	}
 	return out, nil
+}
+
+// placeByNamespace puts a GPU process that no cgroup places in a container
+// of a user's engine when it shares that container's PID namespace: a
+// rootless engine on a cgroup-v1 host runs its containers without cgroups
+// of their own, and the namespace of the container's init is then the
+// only tie. The host's own namespace ties nothing.
+func (s *Scanner) placeByNamespace(procs []GPUProcess, containers []inventory.Container) {
+	var byNS map[uint64]string
+	for i := range procs {
+		p := &procs[i]
+		if p.Info.ContainerID != "" {
+			continue
+		}
+		if byNS == nil {
+			if byNS = s.namespaces(containers); len(byNS) == 0 {
+				return
+			}
+		}
+		ns, err := s.procfs.PIDNamespace(p.Info.PID)
+		if err != nil {
+			continue
+		}
+		if id, ok := byNS[ns]; ok {
+			p.Info.ContainerID, p.Info.Runtime = id, detect.RuntimeDocker
+		}
+	}
+}
+
+// namespaces maps the PID namespace of each running container of a user's
+// engine to the container, leaving out the host's.
+func (s *Scanner) namespaces(containers []inventory.Container) map[uint64]string {
+	host, err := s.procfs.PIDNamespace(os.Getpid())
+	if err != nil {
+		return nil
+	}
+	m := map[uint64]string{}
+	for _, c := range containers {
+		if c.Launcher == nil || c.Launcher.Engine == "" || c.Status != "running" || c.PID <= 0 {
+			continue
+		}
+		if ns, err := s.procfs.PIDNamespace(c.PID); err == nil && ns != host {
+			m[ns] = c.ID
+		}
+	}
+	return m
 }
 
 // deviceHolders is the /proc device scan as a source. Descriptors it could

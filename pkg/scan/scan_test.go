@@ -26,7 +26,9 @@ import (
 // main process is the fake tree's pid 101. hang makes every call wait for
 // its context, as a frozen engine does.
 type fakeDocker struct {
-	hang     bool
+	hang bool
+	// id is the container it lists, dockerID when empty.
+	id       string
 	calls    atomic.Int32
 	inspects atomic.Int32
 }
@@ -44,8 +46,12 @@ func (f *fakeDocker) ListContainers(ctx context.Context) ([]detect.ListedContain
 	if err := f.wait(ctx); err != nil {
 		return nil, err
 	}
+	id := f.id
+	if id == "" {
+		id = dockerID
+	}
 	return []detect.ListedContainer{{
-		ID: dockerID, Names: []string{"/train"}, Image: "busybox", State: string(container.StateRunning),
+		ID: id, Names: []string{"/train"}, Image: "busybox", State: string(container.StateRunning),
 		Labels: map[string]string{"ds01.user": "alice"}, Created: 1_700_000_000,
 	}}, nil
 }
@@ -343,5 +349,92 @@ func TestScanLoadingListsWhileLoading(t *testing.T) {
 	}
 	if len(next.Containers) != len(first.Containers) || next.Containers[0].DetectedAt != first.Containers[0].DetectedAt {
 		t.Errorf("containers %+v, want the first scan's carried forward", next.Containers)
+	}
+}
+
+// TestObserveUserEngines: each user's engine is a source of its own; its
+// containers are its owner's whatever their labels say, and carry the
+// engine; one that hangs costs its own budget and no other source's data;
+// an ID a user's engine lists that the system engine lists too is the
+// system engine's.
+func TestObserveUserEngines(t *testing.T) {
+	const (
+		userID = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+		good   = "/run/user/4242/docker.sock"
+		hung   = "/run/user/4243/docker.sock"
+		forger = "/run/user/4244/docker.sock"
+		budget = 300 * time.Millisecond
+	)
+	procfs := detect.NewProcfs(fakeProc)
+	s := New(Deps{
+		Docker: &fakeDocker{},
+		UserEngines: []UserEngine{
+			{Socket: good, Owner: 4242, API: &fakeDocker{id: userID}},
+			{Socket: hung, Owner: 4243, API: &fakeDocker{hang: true}},
+			{Socket: forger, Owner: 4244, API: &fakeDocker{}},
+		},
+		NVML: func() (nvml.Interface, error) { return mockGPUs(), nil }, Procfs: procfs,
+		Users: attribution.NewUsers(""), Clock: func() time.Time { return time.Now().UTC() },
+		Log: slog.New(slog.DiscardHandler), Budgets: Budgets{UserEngine: budget},
+		Ptrace: func() (bool, error) { return true, nil },
+	})
+	next, _ := s.Scan(context.Background(), nil)
+	for name, ok := range map[string]bool{
+		inventory.SourceDocker: true, inventory.EngineSource(good): true,
+		inventory.EngineSource(hung): false, inventory.EngineSource(forger): true,
+	} {
+		st, seen := next.Sources[name]
+		if !seen || st.OK != ok {
+			t.Errorf("source %s = %+v (recorded %v); want ok %v", name, st, seen, ok)
+		}
+	}
+	if st := next.Sources[inventory.EngineSource(hung)]; st.DurationMS > 5*budget.Milliseconds() {
+		t.Errorf("the hung engine took %d ms; its budget is %v", st.DurationMS, budget)
+	}
+	if len(next.Containers) != 2 {
+		t.Fatalf("containers %d; want the system one and the user one", len(next.Containers))
+	}
+	for _, c := range next.Containers {
+		switch c.ID {
+		case dockerID:
+			if c.User != "alice" || c.Launcher == nil || c.Launcher.Engine != "" {
+				t.Errorf("system container %s (%s), launcher %+v; want alice's, of the system engine", c.User, c.UserSource, c.Launcher)
+			}
+		case userID:
+			if c.User != "uid:4242" || c.UserSource != attribution.SourceEngineOwner || c.Launcher == nil ||
+				*c.Launcher != (inventory.Launcher{Name: inventory.LauncherDocker, Engine: good}) {
+				t.Errorf("user container %s (%s), launcher %+v; want the owner's, of %s", c.User, c.UserSource, c.Launcher, good)
+			}
+		}
+	}
+	// A steady scan keeps the user engine's container its owner's.
+	again, _ := s.Scan(context.Background(), next)
+	for _, c := range again.Containers {
+		if c.ID == userID && (c.UserSource != attribution.SourceEngineOwner || c.Launcher.Engine != good) {
+			t.Errorf("second scan: user container %s (%s), launcher %+v", c.User, c.UserSource, c.Launcher)
+		}
+	}
+}
+
+// TestStartAnsweredInTimeWaitedLate: sources are waited for in turn; one
+// that answered within its budget is answered, though the scan reaches it
+// only after its budget ran out, waiting for another. One that answers
+// only after its budget is not.
+func TestStartAnsweredInTimeWaitedLate(t *testing.T) {
+	s := newTestScanner(t, &fakeDocker{}, mockGPUs(), Budgets{})
+	slow := start(context.Background(), s, source{"slow", 300 * time.Millisecond, slog.LevelInfo},
+		func(ctx context.Context) (int, string, error) { <-ctx.Done(); return 0, "", ctx.Err() })
+	quick := start(context.Background(), s, source{"quick", 100 * time.Millisecond, slog.LevelInfo},
+		func(context.Context) (int, string, error) { return 7, "", nil })
+	late := start(context.Background(), s, source{"late", 100 * time.Millisecond, slog.LevelInfo},
+		func(context.Context) (int, string, error) { time.Sleep(200 * time.Millisecond); return 8, "", nil })
+	if o := slow(); o.status.OK {
+		t.Errorf("slow source %+v; want timed out", o.status)
+	}
+	if o := quick(); !o.status.OK || o.value != 7 {
+		t.Errorf("quick source %+v, %d; want answered 7", o.status, o.value)
+	}
+	if o := late(); o.status.OK || o.value != 0 || !strings.Contains(o.status.Error, "past its budget") {
+		t.Errorf("late source %+v, %d; want refused as past its budget", o.status, o.value)
 	}
 }
