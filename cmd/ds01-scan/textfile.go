@@ -121,6 +121,15 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory, unlogged int) error {
 		"Workloads that declare or use the GPU or MIG instance (up, or with a process on it), users naming their users; 0: free.")
 	unattributed := gauge("ds01_gpu_memory_unattributed_bytes",
 		"GPU memory in use that no listed process holds (a leaked context, another PID namespace, MPS clients).")
+	brief := counter("ds01_gpu_brief_processes_total",
+		"GPU processes that started and ended between two scans, seen only in NVML's accounting records.")
+	for _, g := range inv.GPUs {
+		if g.AccountingMode != nil && *g.AccountingMode {
+			v := float64(g.BriefProcesses)
+			brief.Metric = append(brief.Metric, &dto.Metric{Label: []*dto.LabelPair{label("gpu", g.ID), label("uuid", g.UUID)},
+				Counter: &dto.Counter{Value: &v}})
+		}
+	}
 	userOf := make(map[string]string, len(workloads))
 	for _, wl := range workloads {
 		userOf[wl.ID] = wl.User
@@ -163,7 +172,7 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory, unlogged int) error {
 
 	b := bufio.NewWriter(w)
 	for _, f := range []*dto.MetricFamily{
-		byType, perGPU, onGPU, unattributed, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan, waiting,
+		byType, perGPU, onGPU, unattributed, brief, undeclared, idle, up, blind, took, droppedSeries, scanDuration, lastScan, waiting,
 	} {
 		// expfmt refuses a family without series; its HELP and TYPE
 		// alone would tell Prometheus nothing.
@@ -175,6 +184,11 @@ func renderMetrics(w io.Writer, inv *inventory.Inventory, unlogged int) error {
 		}
 	}
 	return b.Flush()
+}
+
+// counter returns an empty counter family.
+func counter(name, help string) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: &name, Help: &help, Type: dto.MetricType_COUNTER.Enum()}
 }
 
 // gauge returns an empty gauge family.

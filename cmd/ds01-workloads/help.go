@@ -328,6 +328,12 @@ STALENESS
    procfs) is named in a warning; its workloads keep the data it last gave, marked (stale)
    in STATUS and "stale": true in JSON, rather than vanishing.
 
+GPU USE BETWEEN TWO SCANS
+   A process that starts and ends between two scans is in no process list. With a GPU's
+   accounting mode on (as root: nvidia-smi -am 1), NVML keeps a record of it, and the next
+   scan logs it as a detection.gpu_process_brief event. Where it is off, a warning of the
+   nvml source names the GPU.
+
 WHY A SCAN CAN BE SLOW
    Every scan initialises NVML. With persistence mode off, the driver tears a GPU down
    whenever no process holds it and sets it up again at the next call, which can take

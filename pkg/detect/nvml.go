@@ -74,8 +74,26 @@ type NVMLReading struct {
 	// started later is not the one NVML listed under its PID.
 	ListedAt time.Time
 	// Warnings say what this read could not believe (a process list in no
-	// layout the device allows), one line each, naming the GPU.
+	// layout the device allows), or could not see (accounting mode off),
+	// one line each, naming the GPU.
 	Warnings []string
+	// Accounting are the processes NVML's accounting records show ended
+	// on a GPU since its LastAccountingTimestamp.
+	Accounting []AccountingRecord
+}
+
+// AccountingRecord is a process that ran on a GPU and has ended, as NVML's
+// accounting recorded it.
+type AccountingRecord struct {
+	// GPU is the device ID; UUID its UUID.
+	GPU, UUID string
+	PID       int
+	StartedAt time.Time
+	Duration  time.Duration
+	// MaxMemoryBytes is the most memory it held; nil when unknown.
+	MaxMemoryBytes *uint64
+	// GPUUtilPercent is its utilisation over its life; nil when unknown.
+	GPUUtilPercent *uint32
 }
 
 // NVML is the NVML source. It holds no NVML state between reads: each
@@ -103,16 +121,17 @@ func NewNVML(lib nvml.Interface, log *slog.Logger) *NVML {
 }
 
 // Observe initialises NVML, reads every device, and shuts NVML down.
-// lastSample maps a GPU UUID to the newest utilisation sample timestamp of
-// the previous scan (inventory GPUDevice.LastSampleTimestamp), so that only
-// newer samples count.
+// last maps a GPU's UUID to the device as the previous scan recorded it:
+// only utilisation samples newer than its LastSampleTimestamp count, and
+// only accounting records of processes that ended after its
+// LastAccountingTimestamp.
 //
 // An error means the source is unavailable: NVML could not initialise, could
 // not count the GPUs, or lists none (ErrNoGPUs). It says why in plain words
 // and wraps the nvml.Return, so errors.Is(err, nvml.ERROR_DRIVER_NOT_LOADED)
 // works. Trouble on one device is not an error: that device carries it in
 // GPUDevice.Error (and Lost), and the others are read.
-func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLReading, err error) {
+func (n *NVML) Observe(last map[string]inventory.GPUDevice) (obs NVMLReading, err error) {
 	start := n.now()
 	// A panic from the library's Go side (a nil handle, a mock missing a
 	// function) must cost this source, not the scan. Deferred first, it
@@ -150,11 +169,14 @@ func (n *NVML) Observe(lastSample map[string]uint64) (obs NVMLReading, err error
 
 	nowMicros := uint64(n.now().UnixMicro())
 	for i := range count {
-		devs, samples := n.readGPUSafely(i, lastSample, nowMicros, &obs.Warnings)
+		devs, samples := n.readGPUSafely(i, last, nowMicros, &obs)
 		obs.GPUs = append(obs.GPUs, devs...)
 		obs.Samples = append(obs.Samples, samples...)
 	}
 	obs.ListedAt = n.now()
+	if w := AccountingWarning(obs.GPUs); w != "" {
+		obs.Warnings = append(obs.Warnings, w)
+	}
 	for _, d := range obs.GPUs {
 		if d.Error != "" {
 			n.log.Warn("NVML device error", "gpu", d.ID, "uuid", d.UUID, "lost", d.Lost, "err", d.Error)
@@ -188,7 +210,7 @@ func nvmlInitError(ret nvml.Return) error {
 // readGPUSafely reads GPU index and, if that panics, lists the GPU with the
 // panic as its error so the other GPUs are still read. What the read could
 // not believe is added to warnings.
-func (n *NVML) readGPUSafely(index int, lastSample map[string]uint64, nowMicros uint64, warnings *[]string) (devs []inventory.GPUDevice, samples []GPUSample) {
+func (n *NVML) readGPUSafely(index int, last map[string]inventory.GPUDevice, nowMicros uint64, read *NVMLReading) (devs []inventory.GPUDevice, samples []GPUSample) {
 	defer func() {
 		if p := recover(); p != nil {
 			n.log.Error("reading a GPU panicked", "gpu", index, "panic", p)
@@ -199,15 +221,16 @@ func (n *NVML) readGPUSafely(index int, lastSample map[string]uint64, nowMicros 
 			samples = nil
 		}
 	}()
-	return n.readGPU(index, lastSample, nowMicros, warnings)
+	return n.readGPU(index, last, nowMicros, read)
 }
 
 // nvmlDeviceRead is one device being read: what is known so far and every
-// error. warnings is the whole read's (NVMLReading.Warnings).
+// error. read is the whole read, which takes its warnings and accounting
+// records.
 type nvmlDeviceRead struct {
-	dev      inventory.GPUDevice
-	errs     []string
-	warnings *[]string
+	dev  inventory.GPUDevice
+	errs []string
+	read *NVMLReading
 }
 
 // fail records a failed call. It reports whether the device is lost, after
@@ -224,7 +247,7 @@ func (r *nvmlDeviceRead) fail(what string, ret nvml.Return) bool {
 // the device and a warning of the read.
 func (r *nvmlDeviceRead) distrust(why string) {
 	r.errs = append(r.errs, why)
-	*r.warnings = append(*r.warnings, "GPU "+r.dev.ID+": "+why)
+	r.read.Warnings = append(r.read.Warnings, "GPU "+r.dev.ID+": "+why)
 }
 
 func (r *nvmlDeviceRead) done() inventory.GPUDevice {
@@ -240,8 +263,8 @@ func nvmlIsLost(ret nvml.Return) bool {
 
 // readGPU reads one GPU: its own entry, then either its MIG instances (with
 // their processes) or its processes and utilisation.
-func (n *NVML) readGPU(index int, lastSample map[string]uint64, nowMicros uint64, warnings *[]string) ([]inventory.GPUDevice, []GPUSample) {
-	r := &nvmlDeviceRead{dev: inventory.GPUDevice{ID: strconv.Itoa(index), Index: index}, warnings: warnings}
+func (n *NVML) readGPU(index int, last map[string]inventory.GPUDevice, nowMicros uint64, read *NVMLReading) ([]inventory.GPUDevice, []GPUSample) {
+	r := &nvmlDeviceRead{dev: inventory.GPUDevice{ID: strconv.Itoa(index), Index: index}, read: read}
 	h, ret := n.lib.DeviceGetHandleByIndex(index)
 	if ret == nvml.SUCCESS && h == nil {
 		ret = nvml.ERROR_UNKNOWN
@@ -253,7 +276,9 @@ func (n *NVML) readGPU(index int, lastSample map[string]uint64, nowMicros uint64
 	if !n.readIdentity(r, h) {
 		return []inventory.GPUDevice{r.done()}, nil
 	}
-	r.dev.LastSampleTimestamp = lastSample[r.dev.UUID]
+	prev := last[r.dev.UUID]
+	r.dev.LastSampleTimestamp = prev.LastSampleTimestamp
+	r.dev.LastAccountingTimestamp, r.dev.BriefProcesses = prev.LastAccountingTimestamp, prev.BriefProcesses
 
 	// The minor number ties /dev/nvidiaN, which the /proc scan sees, to
 	// this device.
@@ -291,12 +316,15 @@ func (n *NVML) readGPU(index int, lastSample map[string]uint64, nowMicros uint64
 	if r.dev.MIGEnabled {
 		// The parent handle's process lists are aggregates of its MIG
 		// instances: read the instances instead, so nothing is listed twice.
-		migs, samples := n.readMIGDevices(r, h, index, lastSample)
+		migs, samples := n.readMIGDevices(r, h, index, last)
 		return append([]inventory.GPUDevice{r.done()}, migs...), samples
 	}
 	samples := n.readProcesses(r, h)
 	if !r.dev.Lost {
 		n.readUtilisation(r, h, samples, nowMicros)
+	}
+	if !r.dev.Lost {
+		n.readAccounting(r, h, nowMicros)
 	}
 	return []inventory.GPUDevice{r.done()}, samples
 }
@@ -367,7 +395,7 @@ func (r *nvmlDeviceRead) setMemory(total, used uint64) {
 
 // readMIGDevices reads the MIG instances of the MIG-enabled GPU parent. A
 // lost instance means a lost GPU: parent is marked and reading stops.
-func (n *NVML) readMIGDevices(parent *nvmlDeviceRead, h nvml.Device, index int, lastSample map[string]uint64) ([]inventory.GPUDevice, []GPUSample) {
+func (n *NVML) readMIGDevices(parent *nvmlDeviceRead, h nvml.Device, index int, last map[string]inventory.GPUDevice) ([]inventory.GPUDevice, []GPUSample) {
 	slots, ret := h.GetMaxMigDeviceCount()
 	if ret != nvml.SUCCESS {
 		parent.fail("count MIG devices", ret)
@@ -393,8 +421,8 @@ func (n *NVML) readMIGDevices(parent *nvmlDeviceRead, h nvml.Device, index int, 
 			}
 			continue
 		}
-		r := &nvmlDeviceRead{dev: inventory.GPUDevice{Index: index, Parent: strconv.Itoa(index)}, warnings: parent.warnings}
-		s := n.readMIGDevice(r, mh, index, slot, lastSample)
+		r := &nvmlDeviceRead{dev: inventory.GPUDevice{Index: index, Parent: strconv.Itoa(index)}, read: parent.read}
+		s := n.readMIGDevice(r, mh, index, slot, last)
 		devs = append(devs, r.done())
 		samples = append(samples, s...)
 		if r.dev.Lost {
@@ -413,7 +441,7 @@ func (n *NVML) readMIGDevices(parent *nvmlDeviceRead, h nvml.Device, index int, 
 // declared and where its processes run compare. The GPU and compute
 // instance IDs are recorded beside it; they are not unique alone (two
 // compute instances share a GPU instance).
-func (n *NVML) readMIGDevice(r *nvmlDeviceRead, mh nvml.Device, index, slot int, lastSample map[string]uint64) []GPUSample {
+func (n *NVML) readMIGDevice(r *nvmlDeviceRead, mh nvml.Device, index, slot int, last map[string]inventory.GPUDevice) []GPUSample {
 	r.dev.ID = fmt.Sprintf("%d:%d", index, slot)
 	gi, ret := mh.GetGpuInstanceId()
 	if ret != nvml.SUCCESS {
@@ -436,7 +464,7 @@ func (n *NVML) readMIGDevice(r *nvmlDeviceRead, mh nvml.Device, index, slot int,
 	}
 	// MIG instances have no utilisation sampling; the old timestamp is
 	// carried so that the state round-trips unchanged.
-	r.dev.LastSampleTimestamp = lastSample[r.dev.UUID]
+	r.dev.LastSampleTimestamp = last[r.dev.UUID].LastSampleTimestamp
 	return n.readProcesses(r, mh)
 }
 
@@ -586,4 +614,81 @@ func (n *NVML) readUtilisation(r *nvmlDeviceRead, h nvml.Device, samples []GPUSa
 			samples[i].SMUtil = &sm
 		}
 	}
+}
+
+// readAccounting reads the GPU's accounting mode and, where it is on, the
+// processes its records show ended after the last scan's newest: each
+// becomes an AccountingRecord, and the newest end the next scan's start.
+// A process still running is the process lists' to report. Accounting is a
+// view into the past: a failing call costs its records, never the device.
+func (n *NVML) readAccounting(r *nvmlDeviceRead, h nvml.Device, nowMicros uint64) {
+	mode, ret := h.GetAccountingMode()
+	switch ret {
+	case nvml.SUCCESS:
+	case nvml.ERROR_NOT_SUPPORTED:
+		return
+	default:
+		n.log.Debug("cannot read accounting mode", "gpu", r.dev.ID, "err", ret)
+		return
+	}
+	on := mode == nvml.FEATURE_ENABLED
+	r.dev.AccountingMode = &on
+	if !on {
+		return
+	}
+	pids, ret := h.GetAccountingPids()
+	if ret != nvml.SUCCESS {
+		n.log.Debug("cannot list accounting records", "gpu", r.dev.ID, "err", ret)
+		return
+	}
+	if len(pids) > nvmlMaxList {
+		pids = pids[:nvmlMaxList]
+	}
+	limit := nowMicros + uint64(nvmlFutureSlack.Microseconds())
+	since, newest := r.dev.LastAccountingTimestamp, r.dev.LastAccountingTimestamp
+	if since > limit {
+		n.log.Warn("last accounting timestamp is in the future; reading every record", "gpu", r.dev.ID, "last_accounting_timestamp", since)
+		since, newest = 0, 0
+	}
+	for _, pid := range pids {
+		if pid <= 0 || !validNVMLPID(uint32(pid)) {
+			continue
+		}
+		st, ret := h.GetAccountingStats(uint32(pid))
+		if ret != nvml.SUCCESS || st.IsRunning != 0 || st.StartTime == 0 {
+			continue
+		}
+		end := st.StartTime + st.Time*1000 // Time is in ms, StartTime in µs
+		if end <= since || end > limit || end < st.StartTime {
+			continue
+		}
+		newest = max(newest, end)
+		rec := AccountingRecord{
+			GPU: r.dev.ID, UUID: r.dev.UUID, PID: pid,
+			StartedAt: time.UnixMicro(int64(st.StartTime)).UTC(), Duration: time.Duration(st.Time) * time.Millisecond,
+			MaxMemoryBytes: nvmlProcessMemory(st.MaxMemoryUsage, r.dev.MemoryTotalBytes),
+		}
+		if st.GpuUtilization <= 100 {
+			u := st.GpuUtilization
+			rec.GPUUtilPercent = &u
+		}
+		r.read.Accounting = append(r.read.Accounting, rec)
+	}
+	r.dev.LastAccountingTimestamp = newest
+}
+
+// AccountingWarning says which GPUs keep no accounting records, and what
+// that leaves unseen; "" when every GPU that can keep them does.
+func AccountingWarning(gpus []inventory.GPUDevice) string {
+	var off []string
+	for _, g := range gpus {
+		if g.AccountingMode != nil && !*g.AccountingMode {
+			off = append(off, g.ID)
+		}
+	}
+	if len(off) == 0 {
+		return ""
+	}
+	return "accounting mode is off on GPU " + strings.Join(off, ", ") +
+		": a process that starts and ends between two scans leaves no trace (nvidia-smi -am 1 turns it on)"
 }

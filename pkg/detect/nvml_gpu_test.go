@@ -236,7 +236,7 @@ func TestObserveRealGPU(t *testing.T) {
 
 	var obs NVMLReading
 	memory := map[int]uint64{}
-	last := map[string]uint64{}
+	last := map[string]inventory.GPUDevice{}
 	for round := 1; round <= 3; round++ {
 		start := time.Now()
 		var err error
@@ -247,7 +247,7 @@ func TestObserveRealGPU(t *testing.T) {
 		}
 		t.Logf("Observe round %d (Init, read, Shutdown): %.1f ms, %d devices, %d samples", round, gpuMS(took), len(obs.GPUs), len(obs.Samples))
 		for _, g := range obs.GPUs {
-			last[g.UUID] = g.LastSampleTimestamp
+			last[g.UUID] = g
 		}
 		time.Sleep(time.Second)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,8 @@ func prepareMockDevice(d *server.Device) {
 	d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
 		return nil, nvml.ERROR_NOT_FOUND
 	}
+	d.GetAccountingModeFunc = func() (nvml.EnableState, nvml.Return) { return nvml.FEATURE_ENABLED, nvml.SUCCESS }
+	d.GetAccountingPidsFunc = func() ([]int, nvml.Return) { return nil, nvml.SUCCESS }
 }
 
 // memoryV2Of answers the v2 memory call as d answers the first, with
@@ -66,7 +69,7 @@ func mockFailing(ret nvml.Return) func() ([]nvml.ProcessInfo, nvml.Return) {
 
 func nvmlU64(v uint64) *uint64 { return &v }
 
-func observeMock(t *testing.T, s *server.Server, last map[string]uint64) NVMLReading {
+func observeMock(t *testing.T, s *server.Server, last map[string]inventory.GPUDevice) NVMLReading {
 	t.Helper()
 	obs, err := NewNVML(s, nil).Observe(last)
 	if err != nil {
@@ -112,6 +115,7 @@ func TestObserveDevices(t *testing.T) {
 				want := inventory.GPUDevice{
 					ID: "5", Index: 5, UUID: d.UUID, Name: "Mock NVIDIA A100-SXM4-40GB", MinorNumber: &minor,
 					MemoryTotalBytes: nvmlU64(40 * nvmlGiB), MemoryUsedBytes: nvmlU64(0), MemoryReservedBytes: nvmlU64(0), PersistenceMode: &on,
+					AccountingMode: &on,
 				}
 				if got := findNVMLGPU(t, obs, "5"); !reflect.DeepEqual(got, want) {
 					t.Errorf("GPU 5:\n got %+v\nwant %+v", got, want)
@@ -720,7 +724,7 @@ func TestObserveUtilisation(t *testing.T) {
 			}
 			n := NewNVML(s, nil)
 			n.now = func() time.Time { return now }
-			obs, err := n.Observe(map[string]uint64{d.UUID: tc.last, "GPU-gone": 42})
+			obs, err := n.Observe(map[string]inventory.GPUDevice{d.UUID: {LastSampleTimestamp: tc.last}, "GPU-gone": {LastSampleTimestamp: 42}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -955,5 +959,73 @@ func TestObserveMemoryV2(t *testing.T) {
 	obs = observeMock(t, old, nil)
 	if g := obs.GPUs[0]; g.Error != "" || g.MemoryUsedBytes == nil || g.MemoryReservedBytes != nil {
 		t.Errorf("library without v2: %+v, want the first call's figures and no error", g)
+	}
+}
+
+// TestObserveAccounting: with accounting mode on, the processes that ended
+// after the last scan's newest record are read, the newest end kept for
+// the next scan; running ones, invalid PIDs and records from the future are
+// not; a GPU whose mode is off is named in a warning, one that cannot say is
+// not, and a failing call costs the records, never the device.
+func TestObserveAccounting(t *testing.T) {
+	base := uint64(time.Date(2026, 1, 30, 14, 0, 0, 0, time.UTC).UnixMicro())
+	stats := map[uint32]nvml.AccountingStats{
+		100: {StartTime: base + 10e6, Time: 20_000, MaxMemoryUsage: 3 * nvmlGiB, GpuUtilization: 87}, // ended base+30 s
+		101: {StartTime: base + 1e6, Time: 2_000, MaxMemoryUsage: nvmlGiB, GpuUtilization: 5},        // ended base+3 s: before the last
+		102: {StartTime: base + 40e6, Time: 5_000, IsRunning: 1},                                     // still running
+		103: {StartTime: base + 50e6, Time: 1_000, MaxMemoryUsage: 1 << 62, GpuUtilization: 300},     // memory and utilisation garbage
+		104: {StartTime: uint64(time.Now().Add(48 * time.Hour).UnixMicro()), Time: 1},                // from the future
+	}
+	s := newMockServer(t)
+	d := mockDevice(s, 1)
+	d.GetAccountingPidsFunc = func() ([]int, nvml.Return) { return []int{100, 101, 102, 103, 104, 0, -1, 105}, nvml.SUCCESS }
+	d.GetAccountingStatsFunc = func(pid uint32) (nvml.AccountingStats, nvml.Return) {
+		st, ok := stats[pid]
+		if !ok {
+			return nvml.AccountingStats{}, nvml.ERROR_NOT_FOUND
+		}
+		return st, nvml.SUCCESS
+	}
+	off := mockDevice(s, 2)
+	off.GetAccountingModeFunc = func() (nvml.EnableState, nvml.Return) { return nvml.FEATURE_DISABLED, nvml.SUCCESS }
+	unsupported := mockDevice(s, 3)
+	unsupported.GetAccountingModeFunc = func() (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
+	failing := mockDevice(s, 4)
+	failing.GetAccountingPidsFunc = func() ([]int, nvml.Return) { return nil, nvml.ERROR_UNKNOWN }
+
+	last := map[string]inventory.GPUDevice{d.UUID: {LastAccountingTimestamp: base + 5e6, BriefProcesses: 4}}
+	obs := observeMock(t, s, last)
+	start := func(us uint64) time.Time { return time.UnixMicro(int64(us)).UTC() }
+	util := uint32(87)
+	want := []AccountingRecord{
+		{GPU: "1", UUID: d.UUID, PID: 100, StartedAt: start(base + 10e6), Duration: 20 * time.Second, MaxMemoryBytes: nvmlU64(3 * nvmlGiB), GPUUtilPercent: &util},
+		{GPU: "1", UUID: d.UUID, PID: 103, StartedAt: start(base + 50e6), Duration: time.Second},
+	}
+	if !reflect.DeepEqual(obs.Accounting, want) {
+		t.Errorf("accounting records:\n got %+v\nwant %+v", obs.Accounting, want)
+	}
+	g1 := findNVMLGPU(t, obs, "1")
+	if g1.LastAccountingTimestamp != base+51e6 || g1.BriefProcesses != 4 || g1.Error != "" {
+		t.Errorf("GPU 1: last accounting %d (want %d), brief %d (want the last scan's 4), error %q", g1.LastAccountingTimestamp, base+51e6, g1.BriefProcesses, g1.Error)
+	}
+	if g := findNVMLGPU(t, obs, "2"); g.AccountingMode == nil || *g.AccountingMode {
+		t.Errorf("GPU 2 accounting mode %v; want off", g.AccountingMode)
+	}
+	if g := findNVMLGPU(t, obs, "3"); g.AccountingMode != nil {
+		t.Errorf("GPU 3 accounting mode %v; want unknown", g.AccountingMode)
+	}
+	if g := findNVMLGPU(t, obs, "4"); g.Error != "" || g.Lost {
+		t.Errorf("GPU 4, whose accounting list fails: error %q lost %v; want the device whole", g.Error, g.Lost)
+	}
+	if !slices.ContainsFunc(obs.Warnings, func(w string) bool {
+		return strings.HasPrefix(w, "accounting mode is off on GPU 2:") && strings.Contains(w, "nvidia-smi -am 1")
+	}) {
+		t.Errorf("warnings %q; want one naming GPU 2 alone, with how to turn accounting on", obs.Warnings)
+	}
+
+	// The next scan reads only what ended since.
+	again := observeMock(t, s, map[string]inventory.GPUDevice{d.UUID: g1})
+	if len(again.Accounting) != 0 {
+		t.Errorf("second read: %+v; want nothing new", again.Accounting)
 	}
 }

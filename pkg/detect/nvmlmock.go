@@ -31,6 +31,11 @@ import (
 //	  "minor_numbers": [1, 0, 2],    // /dev/nvidiaN of each GPU; default its index
 //	  "unlisted_memory_bytes": {"1": 21474836480}, // used, held by no listed process
 //	  "mig": {"1": [{"gi": 1, "ci": 0}, {"gi": 2}]},
+//	  "accounting_off": [2],         // GPUs whose accounting mode is off
+//	  "accounting": [                // ended processes the accounting records hold
+//	    {"gpu": 1, "pid": 4321, "started_at": "2026-01-30T14:30:05Z", "duration_ms": 20000,
+//	     "max_memory_bytes": 3221225472, "gpu_util": 80}
+//	  ],
 //	  "processes": [
 //	    {"gpu": 0, "pid": 1234, "memory_bytes": 4294967296, "kind": "compute", "sm_util": 40},
 //	    {"gpu": "1:2", "pid": 1300}
@@ -52,6 +57,17 @@ type mockNVMLFile struct {
 	Unlisted        map[string]uint64             `json:"unlisted_memory_bytes"`
 	MIG             map[string][]mockNVMLInstance `json:"mig"`
 	Processes       []mockNVMLProcess             `json:"processes"`
+	AccountingOff   []int                         `json:"accounting_off"`
+	Accounting      []mockAccountingRecord        `json:"accounting"`
+}
+
+type mockAccountingRecord struct {
+	GPU            int       `json:"gpu"`
+	PID            uint32    `json:"pid"`
+	StartedAt      time.Time `json:"started_at"`
+	DurationMS     uint64    `json:"duration_ms"`
+	MaxMemoryBytes uint64    `json:"max_memory_bytes"`
+	GPUUtil        uint32    `json:"gpu_util"`
 }
 
 type mockNVMLInstance struct {
@@ -230,6 +246,10 @@ func (f *mockNVMLFile) build() (*server.Server, error) {
 		}
 		minors[m] = true
 	}
+	accounting, err := f.accountingByGPU(count)
+	if err != nil {
+		return nil, err
+	}
 	lost := map[int]bool{}
 	for _, i := range f.Lost {
 		if i < 0 || i >= count {
@@ -256,11 +276,65 @@ func (f *mockNVMLFile) build() (*server.Server, error) {
 		} else {
 			setMockMIG(d, i, config, instances, data)
 		}
+		setMockAccounting(d, accounting[i])
 		if lost[i] {
 			setMockLost(d)
 		}
 	}
 	return s, nil
+}
+
+// mockAccounting is what one GPU's accounting reports.
+type mockAccounting struct {
+	off     bool
+	records map[uint32]nvml.AccountingStats
+	pids    []int
+}
+
+// accountingByGPU checks the file's accounting and sorts it by GPU.
+func (f *mockNVMLFile) accountingByGPU(count int) (map[int]*mockAccounting, error) {
+	out := map[int]*mockAccounting{}
+	for i := range count {
+		out[i] = &mockAccounting{records: map[uint32]nvml.AccountingStats{}}
+	}
+	for _, i := range f.AccountingOff {
+		a, ok := out[i]
+		if !ok {
+			return nil, fmt.Errorf("accounting_off: no GPU %d", i)
+		}
+		a.off = true
+	}
+	for _, r := range f.Accounting {
+		a, ok := out[r.GPU]
+		if !ok || a.off {
+			return nil, fmt.Errorf("accounting: GPU %d is none, or its accounting is off", r.GPU)
+		}
+		if r.StartedAt.IsZero() {
+			return nil, fmt.Errorf("accounting: process %d has no started_at", r.PID)
+		}
+		a.records[r.PID] = nvml.AccountingStats{StartTime: uint64(r.StartedAt.UnixMicro()), Time: r.DurationMS,
+			MaxMemoryUsage: r.MaxMemoryBytes, GpuUtilization: r.GPUUtil}
+		a.pids = append(a.pids, int(r.PID))
+	}
+	return out, nil
+}
+
+// setMockAccounting makes d report a's accounting mode and records.
+func setMockAccounting(d *server.Device, a *mockAccounting) {
+	d.GetAccountingModeFunc = func() (nvml.EnableState, nvml.Return) {
+		if a.off {
+			return nvml.FEATURE_DISABLED, nvml.SUCCESS
+		}
+		return nvml.FEATURE_ENABLED, nvml.SUCCESS
+	}
+	d.GetAccountingPidsFunc = func() ([]int, nvml.Return) { return a.pids, nvml.SUCCESS }
+	d.GetAccountingStatsFunc = func(pid uint32) (nvml.AccountingStats, nvml.Return) {
+		st, ok := a.records[pid]
+		if !ok {
+			return nvml.AccountingStats{}, nvml.ERROR_NOT_FOUND
+		}
+		return st, nvml.SUCCESS
+	}
 }
 
 // setMockProcesses makes d report the processes in data, and utilisation
@@ -375,4 +449,5 @@ func setMockLost(d *server.Device) {
 	d.GetMPSComputeRunningProcessesFunc = none
 	d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) { return nil, lost }
 	d.GetMaxMigDeviceCountFunc = func() (int, nvml.Return) { return 0, lost }
+	d.GetAccountingModeFunc = func() (nvml.EnableState, nvml.Return) { return 0, lost }
 }

@@ -210,7 +210,8 @@ func (d *decoder) sourceStatus(s *SourceStatus) {
 
 var gpuDeviceKeys = newKeySet("id", "index", "uuid", "name", "minor_number", "parent", "gpu_instance_id",
 	"compute_instance_id", "cap_minors", "mig_enabled", "memory_total_bytes", "memory_used_bytes", "memory_reserved_bytes", "persistence_mode",
-	"lost", "error", "unknown_processes", "last_sample_timestamp")
+	"lost", "error", "unknown_processes", "last_sample_timestamp",
+	"accounting_mode", "last_accounting_timestamp", "brief_processes")
 
 func (d *decoder) gpuDevice(g *GPUDevice) {
 	d.object(gpuDeviceKeys, func(key string) {
@@ -251,6 +252,12 @@ func (d *decoder) gpuDevice(g *GPUDevice) {
 			d.int(&g.UnknownProcesses)
 		case "last_sample_timestamp":
 			d.uint64(&g.LastSampleTimestamp)
+		case "accounting_mode":
+			decodePtr(d, &g.AccountingMode, (*decoder).bool)
+		case "last_accounting_timestamp":
+			d.uint64(&g.LastAccountingTimestamp)
+		case "brief_processes":
+			d.uint64(&g.BriefProcesses)
 		}
 	})
 }

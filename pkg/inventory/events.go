@@ -364,6 +364,21 @@ func (t Transition) NewEvent(scanID, baseScanID string, seq int, now time.Time) 
 			d["launcher"] = p.Launcher
 		}
 		e.User = p.User
+	case t.Brief != nil:
+		b := t.Brief
+		d["gpu"] = b.GPU
+		d["gpu_uuid"] = b.GPUUUID
+		d["pid"] = b.PID
+		d["started_at"] = FormatTimestamp(b.StartedAt)
+		d["duration_ms"] = b.Duration.Milliseconds()
+		if b.MaxMemoryBytes != nil {
+			d["max_memory_bytes"] = *b.MaxMemoryBytes
+			d["gpu_memory_mb"] = *b.MaxMemoryBytes >> 20
+		}
+		if b.GPUUtilPercent != nil {
+			d["gpu_util_percent"] = *b.GPUUtilPercent
+		}
+		e.User = b.User
 	case t.Source != "":
 		d["source"] = t.Source
 		if t.Error != "" {

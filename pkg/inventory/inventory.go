@@ -110,6 +110,38 @@ type GPUDevice struct {
 	// LastSampleTimestamp is the newest utilisation sample seen, so the
 	// next scan asks only for newer ones. Scanner state.
 	LastSampleTimestamp uint64 `json:"last_sample_timestamp,omitempty"`
+	// AccountingMode is NVML's accounting mode (nvidia-smi -am): on, it
+	// keeps a record of every process that ran on the GPU, so one that
+	// starts and ends between two scans is still seen. Nil where the GPU
+	// cannot say.
+	AccountingMode *bool `json:"accounting_mode,omitempty"`
+	// LastAccountingTimestamp is when the newest ended process the
+	// accounting records held ended (µs since the epoch), so the next scan
+	// reads only later ones. Scanner state.
+	LastAccountingTimestamp uint64 `json:"last_accounting_timestamp,omitempty"`
+	// BriefProcesses counts the processes seen on the GPU only through its
+	// accounting records: started and ended between two scans.
+	BriefProcesses uint64 `json:"brief_processes,omitempty"`
+}
+
+// BriefProcess is a GPU process that started and ended between two scans,
+// known only from NVML's accounting records.
+type BriefProcess struct {
+	// GPU is the device ID; GPUUUID its UUID.
+	GPU     string
+	GPUUUID string
+	PID     int
+	// StartedAt and Duration are NVML's.
+	StartedAt time.Time
+	Duration  time.Duration
+	// MaxMemoryBytes is the most GPU memory it held; nil when unknown.
+	MaxMemoryBytes *uint64
+	// GPUUtilPercent is its GPU utilisation over its life; nil when
+	// unknown.
+	GPUUtilPercent *uint32
+	// User is whose it was: unknown, since it is gone before a scan can
+	// read it.
+	User string
 }
 
 // ScanInfo is metadata about one scan.

@@ -18,8 +18,11 @@ const (
 	EventContainerClassification = "detection.container_classification_changed"
 	EventHostProcessDiscovered   = "detection.host_gpu_process_discovered"
 	EventHostProcessExited       = "detection.host_gpu_process_exited"
-	EventSourceUnavailable       = "detection.source_unavailable"
-	EventSourceRecovered         = "detection.source_recovered"
+	// EventGPUProcessBrief: a process started and ended on a GPU between
+	// two scans, seen only in NVML's accounting records.
+	EventGPUProcessBrief   = "detection.gpu_process_brief"
+	EventSourceUnavailable = "detection.source_unavailable"
+	EventSourceRecovered   = "detection.source_recovered"
 	// EventInventoryReset says the previous inventory was unreadable and
 	// the scanner started afresh: discoveries that follow may repeat ones
 	// logged before.
@@ -56,6 +59,9 @@ type Observation struct {
 	// scan (lost, or a failing call). Absence from them proves nothing, so
 	// processes last seen there are kept, stale, instead of exiting.
 	UnreadGPUs []string
+	// Brief are the GPU processes that started and ended since the last
+	// scan, from NVML's accounting records.
+	Brief []BriefProcess
 }
 
 // Transition is one change between two inventories; each becomes one event.
@@ -78,6 +84,8 @@ type Transition struct {
 	// GPUUUID is, for a host process, the UUID of its first GPU ("" when
 	// the GPU list does not name it): the lab's gpu_uuid.
 	GPUUUID string
+	// Brief is set for a process seen only in NVML's accounting records.
+	Brief *BriefProcess
 }
 
 // Reconcile combines the previous inventory (nil on a first scan) with an
@@ -104,6 +112,7 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 
 	if obs.Sources[SourceNVML].OK {
 		next.GPUs = obs.GPUs
+		ts = append(ts, countBrief(next.GPUs, obs.Brief)...)
 	} else {
 		next.GPUs = prev.GPUs
 	}
@@ -148,6 +157,22 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 	}
 	setGPUUUIDs(ts, next.GPUs)
 	return next, ts
+}
+
+// countBrief counts each brief process on its GPU, and returns an event's
+// transition for each. gpus is the observation's, which this scan owns.
+func countBrief(gpus []GPUDevice, brief []BriefProcess) []Transition {
+	ts := make([]Transition, 0, len(brief))
+	for i := range brief {
+		b := &brief[i]
+		for j := range gpus {
+			if gpus[j].ID == b.GPU {
+				gpus[j].BriefProcesses++
+			}
+		}
+		ts = append(ts, Transition{Type: EventGPUProcessBrief, Brief: b})
+	}
+	return ts
 }
 
 // setGPUUUIDs gives each host process transition the UUID of the process's

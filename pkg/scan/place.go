@@ -148,16 +148,50 @@ func UnreadGPUs(nvmlOK bool, observed []inventory.GPUDevice, prev *inventory.Inv
 	return out
 }
 
-// LastSamples maps each GPU's UUID to the newest utilisation sample the
-// last scan saw, so that NVML is asked only for newer ones.
-func LastSamples(prev *inventory.Inventory) map[string]uint64 {
-	m := map[string]uint64{}
+// LastGPUs maps each GPU's UUID to the device as the last scan recorded
+// it: NVML is asked only for utilisation samples and accounting records
+// newer than it saw.
+func LastGPUs(prev *inventory.Inventory) map[string]inventory.GPUDevice {
+	m := map[string]inventory.GPUDevice{}
 	if prev != nil {
 		for _, g := range prev.GPUs {
-			m[g.UUID] = g.LastSampleTimestamp
+			m[g.UUID] = g
 		}
 	}
 	return m
+}
+
+// BriefProcesses are the processes NVML's accounting shows ended since the
+// last scan that no scan saw running: started after the last scan began,
+// and not among its GPU processes (it may have listed one that started
+// just after it began). Without a last scan nothing can be told.
+func BriefProcesses(records []detect.AccountingRecord, prev *inventory.Inventory) []inventory.BriefProcess {
+	if prev == nil || prev.Scan.Time.IsZero() || len(records) == 0 {
+		return nil
+	}
+	seen := map[int]bool{}
+	for _, p := range prev.HostProcesses {
+		seen[p.PID] = true
+	}
+	for _, p := range prev.PendingProcesses {
+		seen[p.PID] = true
+	}
+	for _, c := range prev.Containers {
+		for _, p := range c.GPUProcesses {
+			seen[p.PID] = true
+		}
+	}
+	var out []inventory.BriefProcess
+	for _, r := range records {
+		if !r.StartedAt.After(prev.Scan.Time) || seen[r.PID] {
+			continue
+		}
+		out = append(out, inventory.BriefProcess{
+			GPU: r.GPU, GPUUUID: r.UUID, PID: r.PID, StartedAt: r.StartedAt, Duration: r.Duration,
+			MaxMemoryBytes: r.MaxMemoryBytes, GPUUtilPercent: r.GPUUtilPercent, User: attribution.Unknown,
+		})
+	}
+	return out
 }
 
 // ScanWarning judges a /proc device scan that could not read some

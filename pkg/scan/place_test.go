@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ds01-project/ds01/pkg/attribution"
 	"github.com/ds01-project/ds01/pkg/detect"
@@ -252,13 +254,45 @@ func TestUnreadGPUs(t *testing.T) {
 	}
 }
 
-func TestLastSamples(t *testing.T) {
-	prev := &inventory.Inventory{GPUs: []inventory.GPUDevice{{UUID: "GPU-a", LastSampleTimestamp: 7}, {UUID: "GPU-b"}}}
-	if got := LastSamples(prev); len(got) != 2 || got["GPU-a"] != 7 || got["GPU-b"] != 0 {
-		t.Errorf("LastSamples = %v", got)
+func TestLastGPUs(t *testing.T) {
+	prev := &inventory.Inventory{GPUs: []inventory.GPUDevice{{UUID: "GPU-a", LastSampleTimestamp: 7, LastAccountingTimestamp: 9}, {UUID: "GPU-b"}}}
+	if got := LastGPUs(prev); len(got) != 2 || got["GPU-a"].LastSampleTimestamp != 7 || got["GPU-a"].LastAccountingTimestamp != 9 || got["GPU-b"].LastSampleTimestamp != 0 {
+		t.Errorf("LastGPUs = %v", got)
 	}
-	if got := LastSamples(nil); len(got) != 0 {
-		t.Errorf("LastSamples(nil) = %v", got)
+	if got := LastGPUs(nil); len(got) != 0 {
+		t.Errorf("LastGPUs(nil) = %v", got)
+	}
+}
+
+func TestBriefProcesses(t *testing.T) {
+	last := time.Date(2026, 1, 30, 14, 30, 0, 0, time.UTC)
+	mem, util := uint64(3<<30), uint32(87)
+	prev := &inventory.Inventory{
+		Scan:             inventory.ScanInfo{Time: last},
+		HostProcesses:    []inventory.HostProcess{{PID: 10}},
+		PendingProcesses: []inventory.HostProcess{{PID: 11}},
+		Containers:       []inventory.Container{{GPUProcesses: []inventory.GPUProcess{{PID: 12}}}},
+	}
+	rec := func(pid int, start time.Time) detect.AccountingRecord {
+		return detect.AccountingRecord{GPU: "1", UUID: "GPU-b", PID: pid, StartedAt: start, Duration: 20 * time.Second,
+			MaxMemoryBytes: &mem, GPUUtilPercent: &util}
+	}
+	records := []detect.AccountingRecord{
+		rec(20, last.Add(3*time.Second)), // brief
+		rec(21, last.Add(-time.Second)),  // running at the last scan: it saw it
+		rec(10, last.Add(time.Second)),   // the last scan's host process
+		rec(11, last.Add(time.Second)),   // its pending one
+		rec(12, last.Add(time.Second)),   // a container's
+		rec(22, last),                    // started as the last scan began
+	}
+	got := BriefProcesses(records, prev)
+	want := []inventory.BriefProcess{{GPU: "1", GPUUUID: "GPU-b", PID: 20, StartedAt: last.Add(3 * time.Second),
+		Duration: 20 * time.Second, MaxMemoryBytes: &mem, GPUUtilPercent: &util, User: "unknown"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("BriefProcesses = %+v; want %+v", got, want)
+	}
+	if got := BriefProcesses(records, nil); got != nil {
+		t.Errorf("BriefProcesses without a last scan = %+v; want none", got)
 	}
 }
 

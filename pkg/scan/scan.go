@@ -187,7 +187,7 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 			if err != nil {
 				return detect.NVMLReading{}, "", err
 			}
-			r, err := detect.NewNVML(lib, s.log).Observe(LastSamples(prev()))
+			r, err := detect.NewNVML(lib, s.log).Observe(LastGPUs(prev()))
 			return r, joinWarnings(r.Warnings...), err
 		})
 	holders := start(ctx, s, source{inventory.SourceProcfs, s.budgets.Procfs, slog.LevelWarn}, s.deviceHolders)
@@ -205,6 +205,7 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 		Containers:        docker.value,
 		GPUs:              nv.value.GPUs,
 		UnreadGPUs:        UnreadGPUs(nv.status.OK, nv.value.GPUs, last),
+		Brief:             BriefProcesses(nv.value.Accounting, last),
 		ProcessesObserved: nv.status.OK || fds.status.OK,
 	}
 	// The system engine's containers come first: an ID listed twice is

@@ -97,6 +97,8 @@ func mockGPUs() *server.Server {
 		d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
 			return nil, nvml.ERROR_NOT_FOUND
 		}
+		d.GetAccountingModeFunc = func() (nvml.EnableState, nvml.Return) { return nvml.FEATURE_ENABLED, nvml.SUCCESS }
+		d.GetAccountingPidsFunc = func() ([]int, nvml.Return) { return nil, nvml.SUCCESS }
 	}
 	return s
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
@@ -34,6 +35,20 @@ type mockNVML struct {
 	GPUs         *int              `json:"gpus,omitempty"`
 	MinorNumbers []int             `json:"minor_numbers,omitempty"`
 	Unlisted     map[string]uint64 `json:"unlisted_memory_bytes,omitempty"`
+	// AccountingOff are GPUs whose accounting mode is off; Accounting the
+	// ended processes the others' records hold.
+	AccountingOff []int            `json:"accounting_off,omitempty"`
+	Accounting    []mockAccounting `json:"accounting,omitempty"`
+}
+
+// mockAccounting is one ended process in a GPU's accounting records.
+type mockAccounting struct {
+	GPU            int       `json:"gpu"`
+	PID            int       `json:"pid"`
+	StartedAt      time.Time `json:"started_at"`
+	DurationMS     uint64    `json:"duration_ms"`
+	MaxMemoryBytes uint64    `json:"max_memory_bytes"`
+	GPUUtil        uint32    `json:"gpu_util"`
 }
 
 // newGPUScanner is the ds01-scan built with -tags nvmlmock, whose NVML is

@@ -121,6 +121,26 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *cur
 	return NVML_ERROR_NOT_SUPPORTED;
 }
 
+/* A GPU that keeps no accounting records (GeForce): what the scan must
+ * take in its stride. */
+nvmlReturn_t DECLDIR nvmlDeviceGetAccountingMode(nvmlDevice_t device, nvmlEnableState_t *mode)
+{
+	(void)device, (void)mode;
+	return NVML_ERROR_NOT_SUPPORTED;
+}
+
+nvmlReturn_t DECLDIR nvmlDeviceGetAccountingPids(nvmlDevice_t device, unsigned int *count, unsigned int *pids)
+{
+	(void)device, (void)count, (void)pids;
+	return NVML_ERROR_NOT_SUPPORTED;
+}
+
+nvmlReturn_t DECLDIR nvmlDeviceGetAccountingStats(nvmlDevice_t device, unsigned int pid, nvmlAccountingStats_t *stats)
+{
+	(void)device, (void)pid, (void)stats;
+	return NVML_ERROR_NOT_SUPPORTED;
+}
+
 nvmlReturn_t DECLDIR nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUtilizationSample_t *utilization,
 	unsigned int *count, unsigned long long lastSeen)
 {
