@@ -55,6 +55,8 @@ func TestGolden(t *testing.T) {
 		{name: "filter-type-system", invocation: invocation{args: []string{"--type", "system"}}},
 		// The lab's earlier tool's name for docker-compose.
 		{name: "filter-type-compose", invocation: invocation{args: []string{"--type", "compose"}}},
+		{name: "filter-launcher", invocation: invocation{args: []string{"--launcher", "slurm,kubernetes", "--wide"}}},
+		{name: "filter-launcher-systemd-all", invocation: invocation{args: []string{"-l", "systemd", "--all"}}},
 		{name: "filter-gpu", invocation: invocation{args: []string{"--gpu", "1"}}},
 		{name: "filter-gpu-mig-parent", invocation: invocation{args: []string{"--gpu", "2"}}},
 		{name: "filter-gpu-mig-instance", invocation: invocation{args: []string{"--gpu", "2:1", "--all"}}},
@@ -84,6 +86,7 @@ func TestGolden(t *testing.T) {
 		{name: "error-truncated", invocation: invocation{args: []string{"--inventory", truncatedFile}}, wantCode: exitFailed},
 		{name: "error-forged", invocation: invocation{args: []string{"--inventory", forgedFile, "--json"}}, wantCode: exitFailed},
 		{name: "error-directory", invocation: invocation{args: []string{"--inventory", "testdata"}}, wantCode: exitFailed},
+		{name: "usage-launcher", invocation: invocation{args: []string{"--launcher", "kubectl"}}, wantCode: exitUsage},
 		{name: "usage-type", invocation: invocation{args: []string{"--type", "raw-docker,podman"}}, wantCode: exitUsage},
 		{name: "usage-format-field", invocation: invocation{args: []string{"--format", "{{.Bogus}}"}}, wantCode: exitUsage},
 		{name: "usage-format-syntax", invocation: invocation{args: []string{"--format", "{{.Name"}}, wantCode: exitUsage},
