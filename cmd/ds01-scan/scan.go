@@ -29,7 +29,10 @@ type Config struct {
 	StatePath  string
 	EventsPath string
 	LockPath   string
-	DockerHost string
+	// DockerHosts are the engines to ask besides the users' own: the
+	// first is the system's (none: the environment's, else the default
+	// socket), each other one more.
+	DockerHosts []string
 	// UserRuntime is where users' runtime directories are (/run/user),
 	// each of which may hold a rootless engine's socket; "" asks none.
 	UserRuntime string
@@ -189,24 +192,55 @@ func takeOver(cfg Config, log *slog.Logger, legacy *inventory.Legacy, next *inve
 // newScanner wires the scan's dependencies from the command line: the
 // Docker client, the system's NVML, /proc and the cgroup tree, NSS.
 func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
-	opts := []client.Opt{client.FromEnv}
-	if cfg.DockerHost != "" {
-		opts = append(opts, client.WithHost(cfg.DockerHost))
+	system := ""
+	if len(cfg.DockerHosts) > 0 {
+		system = cfg.DockerHosts[0]
 	}
-	c, err := client.New(opts...)
+	api, err := newEngine(system)
 	if err != nil {
-		return nil, nil, fmt.Errorf("docker client: %w", err)
+		return nil, nil, err
 	}
-	api := detect.NewEngine(c)
-	users, closeUsers := userEngines(cfg.UserRuntime, log)
+	clients := []*detect.Engine{api}
+	closeAll := func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	others := userEngines(cfg.UserRuntime, log)
+	for _, o := range others {
+		clients = append(clients, o.API.(*detect.Engine))
+	}
+	for _, host := range cfg.DockerHosts[min(1, len(cfg.DockerHosts)):] {
+		e, err := newEngine(host)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		clients = append(clients, e)
+		others = append(others, scan.OtherEngine{Address: host, Owner: -1, API: e})
+	}
 	host, _ := os.Hostname()
 	procfs := detect.NewProcfs(cfg.ProcRoot)
 	s := scan.New(scan.Deps{
-		Docker: api, UserEngines: users, NVML: nvmlLibrary, Procfs: procfs, Stats: detect.NewCgroupStats(procfs, cfg.CgroupRoot),
+		Docker: api, OtherEngines: others, NVML: nvmlLibrary, Procfs: procfs, Stats: detect.NewCgroupStats(procfs, cfg.CgroupRoot),
 		Users: attribution.NewUsers(attribution.SubUIDFile), Clock: func() time.Time { return time.Now().UTC() }, Log: log,
 		Host: host, Version: cfg.Version,
 	})
-	return s, func() { api.Close(); closeUsers() }, nil
+	return s, closeAll, nil
+}
+
+// newEngine is a client of the engine at host: the environment's
+// (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) when host is "".
+func newEngine(host string) (*detect.Engine, error) {
+	opts := []client.Opt{client.FromEnv}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %w", cmp.Or(host, "the default engine"), err)
+	}
+	return detect.NewEngine(c), nil
 }
 
 // maxUserEngineRead bounds what a scan reads from one user's engine: a
@@ -215,12 +249,11 @@ const maxUserEngineRead = 64 << 20
 
 // userEngines connects to every user's rootless engine under dir, each
 // through a dialer that checks the engine runs as the socket's owner.
-func userEngines(dir string, log *slog.Logger) ([]scan.UserEngine, func()) {
+func userEngines(dir string, log *slog.Logger) []scan.OtherEngine {
 	if dir == "" {
-		return nil, func() {}
+		return nil
 	}
-	var out []scan.UserEngine
-	var engines []*detect.Engine
+	var out []scan.OtherEngine
 	for _, sock := range detect.FindRootlessEngines(dir) {
 		c, err := client.New(client.WithHost("unix://"+sock.Path),
 			client.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -230,15 +263,9 @@ func userEngines(dir string, log *slog.Logger) ([]scan.UserEngine, func()) {
 			log.Warn("cannot set up a client for a user's engine", "source", inventory.EngineSource(sock.Path), "err", err)
 			continue
 		}
-		e := detect.NewEngine(c)
-		engines = append(engines, e)
-		out = append(out, scan.UserEngine{Socket: sock.Path, Owner: sock.UID, API: e})
+		out = append(out, scan.OtherEngine{Address: sock.Path, Owner: sock.UID, API: detect.NewEngine(c)})
 	}
-	return out, func() {
-		for _, e := range engines {
-			e.Close()
-		}
-	}
+	return out
 }
 
 // commit makes the scan's events durable with its inventory: they are

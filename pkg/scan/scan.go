@@ -43,11 +43,15 @@ type Budgets struct {
 // it, with room left to save.
 var DefaultBudgets = Budgets{Docker: 15 * time.Second, DockerCall: 5 * time.Second, NVML: 10 * time.Second, Procfs: 10 * time.Second, UserEngine: 3 * time.Second}
 
-// UserEngine is a user's own (rootless) Docker engine.
-type UserEngine struct {
-	// Socket is where it listens: /run/user/<uid>/docker.sock.
-	Socket string
-	// Owner is the uid it runs as, whose its containers are.
+// OtherEngine is a Docker engine besides the system's: a user's own
+// (rootless) one, or one more the admin named.
+type OtherEngine struct {
+	// Address is where it listens: /run/user/<uid>/docker.sock for a
+	// user's, the address given for the admin's.
+	Address string
+	// Owner is the uid a user's engine runs as, whose its containers are;
+	// -1 for an engine the admin named, whose containers are attributed
+	// as the system engine's are.
 	Owner int
 	API   detect.DockerAPI
 }
@@ -56,8 +60,9 @@ type UserEngine struct {
 type Deps struct {
 	// Docker is the system engine's API (the moby client satisfies it).
 	Docker detect.DockerAPI
-	// UserEngines are the users' own engines; optional.
-	UserEngines []UserEngine
+	// OtherEngines are the users' own engines and any more the admin
+	// named; optional.
+	OtherEngines []OtherEngine
 	// NVML opens the NVIDIA management library (nvml.New(), or a go-nvml
 	// mock server). It is called within the NVML source's budget on every
 	// scan; an error makes that source unavailable.
@@ -83,7 +88,7 @@ type Deps struct {
 type Scanner struct {
 	nvml    func() (nvml.Interface, error)
 	docker  *detect.Docker
-	engines []userEngine
+	engines []otherEngine
 	procfs  *detect.Procfs
 	attr    *attribution.Attributor
 	clock   func() time.Time
@@ -113,11 +118,15 @@ func New(d Deps) *Scanner {
 	if ptrace == nil {
 		ptrace = detect.HasPtraceCapability
 	}
-	engines := make([]userEngine, len(d.UserEngines))
-	for i, e := range d.UserEngines {
+	engines := make([]otherEngine, len(d.OtherEngines))
+	for i, e := range d.OtherEngines {
+		if e.Owner < 0 {
+			engines[i] = otherEngine{OtherEngine: e, budget: b.Docker, docker: detect.NewDocker(e.API, d.Stats, b.DockerCall, d.Log, d.Clock)}
+			continue
+		}
 		// No cgroup statistics: a rootless engine's containers often have
 		// no cgroup of their own, and their processes' would be the host's.
-		engines[i] = userEngine{UserEngine: e, docker: detect.NewDocker(e.API, nil, b.UserEngine, d.Log, d.Clock)}
+		engines[i] = otherEngine{OtherEngine: e, budget: b.UserEngine, docker: detect.NewDocker(e.API, nil, b.UserEngine, d.Log, d.Clock)}
 	}
 	return &Scanner{
 		nvml:    d.NVML,
@@ -172,10 +181,10 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 			cs, err := s.containers(ctx, s.docker, nil, prev, now)
 			return cs, "", err
 		})
-	users := make([]func() outcome[[]inventory.Container], len(s.engines))
+	others := make([]func() outcome[[]inventory.Container], len(s.engines))
 	for i := range s.engines {
 		e := &s.engines[i]
-		users[i] = start(ctx, s, source{inventory.EngineSource(e.Socket), s.budgets.UserEngine, slog.LevelWarn},
+		others[i] = start(ctx, s, source{inventory.EngineSource(e.Address), e.budget, slog.LevelWarn},
 			func(ctx context.Context) ([]inventory.Container, string, error) {
 				cs, err := s.containers(ctx, e.docker, e, prev, now)
 				return cs, "", err
@@ -210,9 +219,9 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 	}
 	// The system engine's containers come first: an ID listed twice is
 	// the first one's.
-	for i, wait := range users {
+	for i, wait := range others {
 		o := wait()
-		obs.Sources[inventory.EngineSource(s.engines[i].Socket)] = o.status
+		obs.Sources[inventory.EngineSource(s.engines[i].Address)] = o.status
 		obs.Containers = append(obs.Containers, o.value...)
 	}
 	if !obs.ProcessesObserved {
@@ -227,19 +236,20 @@ func (s *Scanner) observe(ctx context.Context, prev func() *inventory.Inventory)
 	return obs
 }
 
-// userEngine is a user's engine as the scan reads it.
-type userEngine struct {
-	UserEngine
+// otherEngine is an engine besides the system's as the scan reads it.
+type otherEngine struct {
+	OtherEngine
+	budget time.Duration
 	docker *detect.Docker
 }
 
 // containers lists one engine's containers (the system's when e is nil)
 // and attributes the ones inspected for the first time: a user engine's
 // are its owner's.
-func (s *Scanner) containers(ctx context.Context, d *detect.Docker, e *userEngine, prev func() *inventory.Inventory, now time.Time) ([]inventory.Container, error) {
+func (s *Scanner) containers(ctx context.Context, d *detect.Docker, e *otherEngine, prev func() *inventory.Inventory, now time.Time) ([]inventory.Container, error) {
 	socket := ""
 	if e != nil {
-		socket = e.Socket
+		socket = e.Address
 	}
 	name := inventory.EngineSource(socket)
 	seen, err := d.Observe(ctx, func() map[string]*inventory.Container {
@@ -263,11 +273,11 @@ func (s *Scanner) containers(ctx context.Context, d *detect.Docker, e *userEngin
 		c := o.Container
 		if e != nil {
 			l := *c.Launcher
-			l.Engine = e.Socket
+			l.Engine = e.Address
 			c.Launcher = &l
 		}
 		switch {
-		case o.Facts != nil && e != nil:
+		case o.Facts != nil && e != nil && e.Owner >= 0:
 			r := s.attr.EngineOwner(e.Owner)
 			c.User, c.UserSource = r.User, r.Source
 			c.DetectedLabels = attribution.DetectedLabels(o.Facts.Labels, &c, now)

@@ -356,24 +356,28 @@ func TestScanLoadingListsWhileLoading(t *testing.T) {
 
 // TestObserveUserEngines: each user's engine is a source of its own; its
 // containers are its owner's whatever their labels say, and carry the
-// engine; one that hangs costs its own budget and no other source's data;
+// engine, while those of an engine the admin named are attributed as the
+// system engine's are; one that hangs costs its own budget and no other source's data;
 // an ID a user's engine lists that the system engine lists too is the
 // system engine's.
 func TestObserveUserEngines(t *testing.T) {
 	const (
-		userID = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
-		good   = "/run/user/4242/docker.sock"
-		hung   = "/run/user/4243/docker.sock"
-		forger = "/run/user/4244/docker.sock"
-		budget = 300 * time.Millisecond
+		userID  = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+		good    = "/run/user/4242/docker.sock"
+		hung    = "/run/user/4243/docker.sock"
+		forger  = "/run/user/4244/docker.sock"
+		admins  = "unix:///srv/docker2/docker.sock"
+		adminID = "cd0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+		budget  = 300 * time.Millisecond
 	)
 	procfs := detect.NewProcfs(fakeProc)
 	s := New(Deps{
 		Docker: &fakeDocker{},
-		UserEngines: []UserEngine{
-			{Socket: good, Owner: 4242, API: &fakeDocker{id: userID}},
-			{Socket: hung, Owner: 4243, API: &fakeDocker{hang: true}},
-			{Socket: forger, Owner: 4244, API: &fakeDocker{}},
+		OtherEngines: []OtherEngine{
+			{Address: good, Owner: 4242, API: &fakeDocker{id: userID}},
+			{Address: hung, Owner: 4243, API: &fakeDocker{hang: true}},
+			{Address: forger, Owner: 4244, API: &fakeDocker{}},
+			{Address: admins, Owner: -1, API: &fakeDocker{id: adminID}},
 		},
 		NVML: func() (nvml.Interface, error) { return mockGPUs(), nil }, Procfs: procfs,
 		Users: attribution.NewUsers(""), Clock: func() time.Time { return time.Now().UTC() },
@@ -383,7 +387,7 @@ func TestObserveUserEngines(t *testing.T) {
 	next, _ := s.Scan(context.Background(), nil)
 	for name, ok := range map[string]bool{
 		inventory.SourceDocker: true, inventory.EngineSource(good): true,
-		inventory.EngineSource(hung): false, inventory.EngineSource(forger): true,
+		inventory.EngineSource(hung): false, inventory.EngineSource(forger): true, inventory.EngineSource(admins): true,
 	} {
 		st, seen := next.Sources[name]
 		if !seen || st.OK != ok {
@@ -393,8 +397,8 @@ func TestObserveUserEngines(t *testing.T) {
 	if st := next.Sources[inventory.EngineSource(hung)]; st.DurationMS > 5*budget.Milliseconds() {
 		t.Errorf("the hung engine took %d ms; its budget is %v", st.DurationMS, budget)
 	}
-	if len(next.Containers) != 2 {
-		t.Fatalf("containers %d; want the system one and the user one", len(next.Containers))
+	if len(next.Containers) != 3 {
+		t.Fatalf("containers %d; want the system one, the user one and the admin's other engine's", len(next.Containers))
 	}
 	for _, c := range next.Containers {
 		switch c.ID {
@@ -406,6 +410,10 @@ func TestObserveUserEngines(t *testing.T) {
 			if c.User != "uid:4242" || c.UserSource != attribution.SourceEngineOwner || c.Launcher == nil ||
 				*c.Launcher != (inventory.Launcher{Name: inventory.LauncherDocker, Engine: good}) {
 				t.Errorf("user container %s (%s), launcher %+v; want the owner's, of %s", c.User, c.UserSource, c.Launcher, good)
+			}
+		case adminID:
+			if c.User != "alice" || c.UserSource != attribution.SourceLabelUser || c.Launcher == nil || c.Launcher.Engine != admins {
+				t.Errorf("the admin's other engine's container %s (%s), launcher %+v; want attributed by its label, of %s", c.User, c.UserSource, c.Launcher, admins)
 			}
 		}
 	}
