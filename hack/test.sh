@@ -67,6 +67,9 @@ if [ "$mode" = all ]; then
 	go vet ./...
 	echo "== unit tests (go test -race ./...)"
 	go test -race -count=1 ./...
+	# The mock NVML the integration suite's scanner is built with has tests
+	# of its own, behind its build tag.
+	go test -race -count=1 -tags nvmlmock ./pkg/detect
 fi
 
 echo "== integration suite (private Docker engine)"

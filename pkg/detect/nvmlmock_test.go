@@ -120,8 +120,9 @@ func TestNVMLFromMockFileMIG(t *testing.T) {
 	if want := []string{"0", "1", "1:0", "1:1"}; !reflect.DeepEqual(nvmlGPUIDs(obs), want) {
 		t.Fatalf("GPU IDs %v, want %v", nvmlGPUIDs(obs), want)
 	}
-	if g := findNVMLGPU(t, obs, "1"); !g.MIGEnabled || g.MemoryUsedBytes == nil || *g.MemoryUsedBytes != nvmlGiB {
-		t.Errorf("GPU 1 %+v, want MIG enabled using 1 GiB", g)
+	// Used counts what the driver reserves, as NVML's v2 call does.
+	if g := findNVMLGPU(t, obs, "1"); !g.MIGEnabled || g.MemoryUsedBytes == nil || *g.MemoryUsedBytes != nvmlGiB+mockReservedBytes {
+		t.Errorf("GPU 1 %+v, want MIG enabled using 1 GiB and the reserved 512 MiB", g)
 	}
 	m := findNVMLGPU(t, obs, "1:1")
 	if m.Parent != "1" || m.GPUInstanceID == nil || *m.GPUInstanceID != 2 || m.ComputeInstanceID == nil || *m.ComputeInstanceID != 0 ||
