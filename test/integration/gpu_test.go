@@ -253,12 +253,7 @@ func TestScanOtherRuntimeContainer(t *testing.T) {
 			inventory.Launcher{Name: "kubernetes", Pod: "0a1b2c3d-1111-2222-3333-444455556666"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command("sleep", "600")
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			pid := cmd.Process.Pid
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			pid := sleeper(t, nil)
 			inCgroup(t, pid, tc.path)
 			g := newGPUScanner(t)
 			g.report(t, mockNVML{Processes: []mockProcess{{GPU: 2, PID: pid, MemoryBytes: 2 << 30, Kind: "compute"}}})
@@ -296,15 +291,7 @@ func holdDevice(t *testing.T, u *testUser) int {
 		}
 		t.Cleanup(func() { os.Remove(heldDevice) })
 	}
-	cmd := exec.Command("sh", "-c", "exec 3<"+heldDevice+"; exec sleep 600")
-	if u != nil {
-		cmd.SysProcAttr = u.credential()
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd.Process.Pid
+	return startAs(t, u, "sh", "-c", "exec 3<"+heldDevice+"; exec sleep 600")
 }
 
 // TestScanWithoutPtraceWarns: a scanner without CAP_SYS_PTRACE cannot read

@@ -291,6 +291,21 @@ func (u testUser) credential() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}}
 }
 
+// startAs starts argv as u (nil: as the test), kills it at cleanup, and
+// returns its PID.
+func startAs(t *testing.T, u *testUser, argv ...string) int {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if u != nil {
+		cmd.SysProcAttr = u.credential()
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
 // ---- The scanner ------------------------------------------------------------
 
 // scanTimeout bounds one run of the scanner: its own budget is 20 s, and

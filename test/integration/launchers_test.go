@@ -84,15 +84,7 @@ func spawnUnder(t *testing.T, comm, title string, parent *testUser, child *testU
 // sleeper starts sleep as u (nil: as the test) and returns its PID.
 func sleeper(t *testing.T, u *testUser) int {
 	t.Helper()
-	cmd := exec.Command("sleep", "600")
-	if u != nil {
-		cmd.SysProcAttr = u.credential()
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd.Process.Pid
+	return startAs(t, u, "sleep", "600")
 }
 
 // TestScanLauncherShapes: each launcher's shape gives the launcher, with
