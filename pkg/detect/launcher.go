@@ -163,7 +163,8 @@ func (f *launchFacts) fromAncestor(a Ancestor) {
 		if job, step, ok := parseStepdTitle(a.Cmdline); ok && f.job == "" {
 			f.job, f.step = job, step
 		}
-	case a.Comm == "sshd":
+	case a.Comm == "sshd" || a.Comm == "sshd-session":
+		// OpenSSH 9.8 runs each session in sshd-session.
 		f.sshd = true
 	case a.Comm == "lxc-start" || strings.HasPrefix(a.Cmdline, "[lxc monitor] "):
 		if !f.lxc {

@@ -197,6 +197,12 @@ func TestProcessLauncher(t *testing.T) {
 			want:      &inventory.Launcher{Name: inventory.LauncherSSH, Unit: "session-3.scope"},
 		},
 		{
+			name:      "ssh login session, OpenSSH 9.8's sshd-session",
+			cgroup:    v2("/user.slice/user-1000.slice/session-9.scope"),
+			ancestors: []Ancestor{user(90, "bash", "-bash"), user(89, "sshd-session", "sshd-session: alice@pts/0"), root(80, "sshd-session", "sshd-session: alice [priv]")},
+			want:      &inventory.Launcher{Name: inventory.LauncherSSH, Unit: "session-9.scope"},
+		},
+		{
 			name:      "console session",
 			cgroup:    v2("/user.slice/user-1000.slice/session-c1.scope"),
 			ancestors: []Ancestor{user(50, "bash", "-bash"), root(40, "login", "/bin/login -p --")},
