@@ -83,6 +83,7 @@ files() {
 		0644 $here/examples/textfile.conf $DOCDIR/examples/textfile.conf
 		0644 $here/examples/nss-network.conf $DOCDIR/examples/nss-network.conf
 		0644 $here/prometheus/ds01-rules.yml $DOCDIR/examples/prometheus/ds01-rules.yml
+		0644 $here/grafana/ds01.json $DOCDIR/examples/grafana/ds01.json
 	EOF
 }
 
@@ -178,7 +179,7 @@ cmd_uninstall() {
 		while read -r _ _ path; do
 			rm -f -- "$DESTDIR$path"
 		done < <(files)
-		dirs=("$DOCDIR/examples/prometheus" "$DOCDIR/examples" "$DOCDIR" "$DATADIR" "$LIBDIR")
+		dirs=("$DOCDIR/examples/prometheus" "$DOCDIR/examples/grafana" "$DOCDIR/examples" "$DOCDIR" "$DATADIR" "$LIBDIR")
 	fi
 	# Deepest first; a directory that holds anything else stays.
 	for path in "${dirs[@]}"; do

@@ -66,6 +66,7 @@ want=(
 	/usr/share/bash-completion/completions/ds01-scan
 	/usr/share/bash-completion/completions/ds01-workloads
 	/usr/share/doc/ds01/README.md
+	/usr/share/doc/ds01/examples/grafana/ds01.json
 	/usr/share/doc/ds01/examples/nss-network.conf
 	/usr/share/doc/ds01/examples/prometheus/ds01-rules.yml
 	/usr/share/doc/ds01/examples/textfile.conf

@@ -150,6 +150,7 @@ func TestDeployMakeInstallDestdir(t *testing.T) {
 				p + "/share/bash-completion/completions/ds01-scan",
 				p + "/share/bash-completion/completions/ds01-workloads",
 				p + "/share/doc/ds01/README.md",
+				p + "/share/doc/ds01/examples/grafana/ds01.json",
 				p + "/share/doc/ds01/examples/nss-network.conf",
 				p + "/share/doc/ds01/examples/prometheus/ds01-rules.yml",
 				p + "/share/doc/ds01/examples/textfile.conf",
