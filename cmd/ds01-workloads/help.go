@@ -55,7 +55,7 @@ var launcherDocs = []doc{
 	{inventory.LauncherContainerd, "a containerd or nerdctl container, seen through its cgroup"},
 	{inventory.LauncherKubernetes, "a pod's container (kubepods cgroup, or the kubelet's labels): pod UID"},
 	{inventory.LauncherSlurm, "a Slurm job step: job and step, from its cgroup or slurmstepd above it"},
-	{inventory.LauncherApptainer, "an Apptainer/Singularity job (its runtime parent above it): the image path; the Slurm job it runs in"},
+	{inventory.LauncherApptainer, "an Apptainer/Singularity job (its runtime parent above it): the image path, an instance's name, the Slurm job it runs in"},
 	{inventory.LauncherNspawn, "a systemd-nspawn container: machine name"},
 	{inventory.LauncherLXC, "an LXC/Incus container (lxc.payload.<name>): machine name"},
 	{inventory.LauncherJupyterHub, "a JupyterHub single-user server or its kernel: the spawner's unit"},

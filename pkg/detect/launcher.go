@@ -152,6 +152,12 @@ func (f *launchFacts) lxcMachine(name string) {
 // fromAncestor reads one process above.
 func (f *launchFacts) fromAncestor(a Ancestor) {
 	switch {
+	case strings.HasPrefix(a.Cmdline, "Apptainer instance: ") || strings.HasPrefix(a.Cmdline, "Singularity instance: "):
+		// An instance's parent: "Apptainer instance: <user> [<name>]".
+		f.apptainer = true
+		if f.machine == "" {
+			f.machine = instanceName(a.Cmdline)
+		}
 	case a.Cmdline == "Apptainer runtime parent" || a.Cmdline == "Singularity runtime parent" ||
 		a.Comm == "starter-suid" || a.Comm == "starter":
 		f.apptainer = true
@@ -178,6 +184,16 @@ func (f *launchFacts) fromAncestor(a Ancestor) {
 			}
 		}
 	}
+}
+
+// instanceName reads an Apptainer instance's name from its parent's
+// title, "Apptainer instance: alice [train]".
+func instanceName(title string) string {
+	open, closing := strings.LastIndexByte(title, '['), strings.LastIndexByte(title, ']')
+	if open < 0 || closing != len(title)-1 || closing-open < 2 {
+		return ""
+	}
+	return title[open+1 : closing]
 }
 
 // isJupyterServer reports the command line of a JupyterHub single-user

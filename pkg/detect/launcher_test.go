@@ -104,6 +104,19 @@ func TestProcessLauncher(t *testing.T) {
 			want:      &inventory.Launcher{Name: inventory.LauncherApptainer},
 		},
 		{
+			name:      "apptainer instance",
+			cgroup:    v2("/user.slice/user-1000.slice/user@1000.service/app.slice/app-apptainer.scope"),
+			ancestors: []Ancestor{user(510, "starter", "Apptainer instance: alice [train]")},
+			image:     "/scratch/alice/pytorch.sif",
+			want:      &inventory.Launcher{Name: inventory.LauncherApptainer, Image: "/scratch/alice/pytorch.sif", Machine: "train"},
+		},
+		{
+			name:      "apptainer instance with a malformed title",
+			cgroup:    v2("/"),
+			ancestors: []Ancestor{user(510, "sh", "Apptainer instance: alice [train] extra")},
+			want:      &inventory.Launcher{Name: inventory.LauncherApptainer},
+		},
+		{
 			name:      "apptainer inside a slurm job keeps the job",
 			cgroup:    hybrid("/system.slice/slurmd.service", "/slurm_n1/uid_1000/job_8/step_0/task_0"),
 			ancestors: []Ancestor{user(600, "starter", "Apptainer runtime parent"), root(590, "slurmstepd", "slurmstepd: [8.0]")},

@@ -44,7 +44,8 @@ type Launcher struct {
 	Step string `json:"step,omitempty"`
 	// Image is the Apptainer/Singularity image path.
 	Image string `json:"image,omitempty"`
-	// Machine is the nspawn machine's or the LXC container's name.
+	// Machine is the nspawn machine's, the LXC container's or the
+	// Apptainer instance's name.
 	Machine string `json:"machine,omitempty"`
 	// Pod is the Kubernetes pod's UID.
 	Pod string `json:"pod,omitempty"`
