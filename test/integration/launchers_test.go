@@ -141,6 +141,10 @@ func TestScanLauncherShapes(t *testing.T) {
 		[]string{"APPTAINER_CONTAINER=/scratch/lena/pytorch.sif", "API_TOKEN=" + secret}, "sleep", "600")
 	add("apptainer", pid, &inventory.Launcher{Name: "apptainer", Image: "/scratch/lena/pytorch.sif"})
 
+	pid = spawnUnder(t, "starter", "Apptainer instance: "+u.name+" [train]", &u, nil,
+		[]string{"APPTAINER_CONTAINER=/scratch/lena/serve.sif"}, "sleep", "600")
+	add("apptainer instance", pid, &inventory.Launcher{Name: "apptainer", Image: "/scratch/lena/serve.sif", Machine: "train"})
+
 	pid = sleeper(t, nil)
 	inCgroup(t, pid, "system.slice/shape-train.service", "unified", "systemd")
 	add("system service", pid, &inventory.Launcher{Name: "systemd", Unit: "shape-train.service"})
