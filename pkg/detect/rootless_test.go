@@ -12,19 +12,6 @@ import (
 	"testing"
 )
 
-// asRoot skips where files cannot be given to other owners; under CI
-// (which runs as root) that is a failure.
-func asRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root, to give files to other users")
-	}
-	t.Skip("!!! needs root, to give files to other users")
-}
-
 // listen makes a Unix socket at path, owned by uid, that accepts and
 // closes connections until the test ends.
 func listen(t *testing.T, path string, uid int) {
@@ -50,7 +37,7 @@ func listen(t *testing.T, path string, uid int) {
 }
 
 func TestFindRootlessEngines(t *testing.T) {
-	asRoot(t)
+	requireRoot(t)
 	run := t.TempDir()
 	dir := func(name string, uid int) string {
 		d := filepath.Join(run, name)

@@ -306,6 +306,27 @@ func startAs(t *testing.T, u *testUser, argv ...string) int {
 	return cmd.Process.Pid
 }
 
+// loadTestImage pipes the test image from the private engine into load
+// (another engine's or runtime's load command), so that nothing reaches a
+// registry.
+func loadTestImage(t *testing.T, load *exec.Cmd) {
+	t.Helper()
+	save := exec.Command("docker", "-H", env.dockerHost, "save", env.image)
+	pipe, err := save.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load.Stdin = pipe
+	if err := save.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := load.CombinedOutput()
+	save.Wait()
+	if err != nil {
+		t.Fatalf("load the test image (%s): %v: %s", strings.Join(load.Args, " "), err, out)
+	}
+}
+
 // ---- The scanner ------------------------------------------------------------
 
 // scanTimeout bounds one run of the scanner: its own budget is 20 s, and

@@ -35,22 +35,7 @@ func TestScanRealPodmanContainer(t *testing.T) {
 	_, err = exec.LookPath("runc")
 	mustHave(t, err == nil, "runc not installed")
 
-	// The image comes from the private engine: nothing here reaches a
-	// registry.
-	save := exec.Command("docker", "-H", env.dockerHost, "save", env.image)
-	load := exec.Command("podman", append(append([]string{}, podmanArgs...), "load")...)
-	pipe, err := save.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	load.Stdin = pipe
-	if err := save.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("podman load: %v: %s", err, out)
-	}
-	save.Wait()
+	loadTestImage(t, exec.Command("podman", append(append([]string{}, podmanArgs...), "load")...))
 	const name = "ds01it-podman"
 	exec.Command("podman", append(append([]string{}, podmanArgs...), "rm", "-f", "-t", "0", name)...).Run()
 	id := lastLine(podman(t, "run", "-d", "--name", name, "--network", "none",

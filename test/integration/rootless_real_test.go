@@ -110,22 +110,9 @@ func (e *rootlessEngine) docker(args ...string) (string, error) {
 func TestScanRootlessDockerEngine(t *testing.T) {
 	e := startRootlessEngine(t, "ds01it-rootless")
 
-	// Images come from the private engine: nothing here reaches a registry.
-	save := exec.Command("docker", "-H", env.dockerHost, "save", env.image)
 	load := exec.Command("docker", "load")
 	load.Env, load.Dir, load.SysProcAttr = e.env, e.user.home, e.user.credential()
-	pipe, err := save.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	load.Stdin = pipe
-	if err := save.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("docker load into the rootless engine: %v: %s", err, out)
-	}
-	save.Wait()
+	loadTestImage(t, load)
 	id, err := e.docker("run", "-d", "--network", "none", "--name", "rootless-train", env.image, "sleep", "1234")
 	if err != nil {
 		t.Fatalf("docker run on the rootless engine: %v: %s", err, id)
