@@ -16,8 +16,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/moby/moby/client"
-
 	"github.com/ds01-project/ds01/pkg/attribution"
 	"github.com/ds01-project/ds01/pkg/detect"
 	"github.com/ds01-project/ds01/pkg/inventory"
@@ -230,17 +228,14 @@ func newScanner(cfg Config, log *slog.Logger) (*scan.Scanner, func(), error) {
 }
 
 // newEngine is a client of the engine at host: the environment's
-// (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) when host is "".
+// (DOCKER_HOST, DOCKER_API_VERSION, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)
+// when host is "".
 func newEngine(host string) (*detect.Engine, error) {
-	opts := []client.Opt{client.FromEnv}
-	if host != "" {
-		opts = append(opts, client.WithHost(host))
-	}
-	c, err := client.New(opts...)
+	cfg, err := detect.EngineConfigFromEnv(host)
 	if err != nil {
-		return nil, fmt.Errorf("docker client for %s: %w", cmp.Or(host, "the default engine"), err)
+		return nil, err
 	}
-	return detect.NewEngine(c), nil
+	return detect.NewEngine(cfg)
 }
 
 // maxUserEngineRead bounds what a scan reads from one user's engine: a
@@ -255,15 +250,17 @@ func userEngines(dir string, log *slog.Logger) []scan.OtherEngine {
 	}
 	var out []scan.OtherEngine
 	for _, sock := range detect.FindRootlessEngines(dir) {
-		c, err := client.New(client.WithHost("unix://"+sock.Path),
-			client.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
+		e, err := detect.NewEngine(detect.EngineConfig{
+			Host: "unix://" + sock.Path,
+			Dial: func(ctx context.Context) (net.Conn, error) {
 				return detect.DialOwned(ctx, sock.Path, sock.UID, maxUserEngineRead)
-			}))
+			},
+		})
 		if err != nil {
 			log.Warn("cannot set up a client for a user's engine", "source", inventory.EngineSource(sock.Path), "err", err)
 			continue
 		}
-		out = append(out, scan.OtherEngine{Address: sock.Path, Owner: sock.UID, API: detect.NewEngine(c)})
+		out = append(out, scan.OtherEngine{Address: sock.Path, Owner: sock.UID, API: e})
 	}
 	return out
 }

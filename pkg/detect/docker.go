@@ -9,9 +9,7 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
@@ -36,8 +34,10 @@ const inspectWorkers = 8
 // satisfies it.
 type DockerAPI interface {
 	ListContainers(ctx context.Context) ([]ListedContainer, error)
-	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
-	Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error)
+	// ContainerInspect's error wraps ErrNoSuchContainer for a container
+	// the engine does not have.
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+	DefaultRuntime(ctx context.Context) (string, error)
 }
 
 // ContainerFacts are the raw facts of a freshly inspected container that
@@ -160,10 +160,10 @@ func (d *Docker) Observe(ctx context.Context, last func() map[string]*inventory.
 func (d *Docker) inspect(ctx context.Context, obs *SeenContainer, prev *inventory.Container, defaultRuntime string, pre map[string]sampledStats) bool {
 	id := obs.Container.ID
 	ictx, cancel := context.WithTimeout(ctx, d.callTimeout)
-	res, err := d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
+	res, err := d.api.ContainerInspect(ictx, id)
 	cancel()
 	if err != nil {
-		if cerrdefs.IsNotFound(err) {
+		if errors.Is(err, ErrNoSuchContainer) {
 			return true
 		}
 		d.log.Warn("inspect failed; container recorded as unknown", "container", inventory.ShortID(id), "err", err)
@@ -174,7 +174,7 @@ func (d *Docker) inspect(ctx context.Context, obs *SeenContainer, prev *inventor
 		}
 		return false
 	}
-	c := &res.Container
+	c := &res
 	if c.ID != id {
 		obs.Container.Type = inventory.TypeUnknown
 		obs.Container.InspectError = "engine answered the inspect with another container"
@@ -198,12 +198,12 @@ func (d *Docker) inspect(ctx context.Context, obs *SeenContainer, prev *inventor
 func (d *Docker) defaultRuntime(ctx context.Context) string {
 	ictx, cancel := context.WithTimeout(ctx, d.callTimeout)
 	defer cancel()
-	info, err := d.api.Info(ictx, client.InfoOptions{})
+	rt, err := d.api.DefaultRuntime(ictx)
 	if err != nil {
 		d.log.Warn("engine info failed; assuming the default runtime is not nvidia", "err", err)
 		return ""
 	}
-	return info.Info.DefaultRuntime
+	return rt
 }
 
 // readStats fills CPU and memory of a running container from its cgroup and

@@ -2,14 +2,27 @@ package detect
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
-
-	"github.com/moby/moby/client"
+	"time"
 )
 
 func TestDecodeContainerList(t *testing.T) {
@@ -47,29 +60,37 @@ func TestDecodeContainerList(t *testing.T) {
 	}
 }
 
-// fakeEngine serves the two calls ListContainers makes on a Unix socket.
-func fakeEngine(t *testing.T, list func(w http.ResponseWriter, r *http.Request)) *Engine {
+// fakeEngine is an engine of API version 1.41 on a Unix socket, serving
+// its ping and mux; pings counts the pings it answered.
+func fakeEngine(t *testing.T, mux *http.ServeMux) (e *Engine, sock string, pings *atomic.Int32) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "docker.sock")
+	sock = filepath.Join(t.TempDir(), "docker.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
+	pings = new(atomic.Int32)
 	mux.HandleFunc("/_ping", func(w http.ResponseWriter, r *http.Request) {
+		pings.Add(1)
 		w.Header().Set("Api-Version", "1.41")
 		w.Write([]byte("OK"))
 	})
-	mux.HandleFunc("/v1.41/containers/json", list)
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	c, err := client.New(client.WithHost("unix://" + sock))
+	e, err = NewEngine(EngineConfig{Host: "unix://" + sock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(c)
 	t.Cleanup(func() { e.Close() })
+	return e, sock, pings
+}
+
+// listEngine is a fakeEngine whose list call is list.
+func listEngine(t *testing.T, list func(w http.ResponseWriter, r *http.Request)) *Engine {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1.41/containers/json", list)
+	e, _, _ := fakeEngine(t, mux)
 	return e
 }
 
@@ -77,7 +98,7 @@ func fakeEngine(t *testing.T, list func(w http.ResponseWriter, r *http.Request))
 // engine settled on, with every container, and an error answer is worded
 // as the engine worded it.
 func TestEngineListContainers(t *testing.T) {
-	e := fakeEngine(t, func(w http.ResponseWriter, r *http.Request) {
+	e := listEngine(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("all") != "1" {
 			http.Error(w, `{"message":"not all"}`, http.StatusBadRequest)
 			return
@@ -89,12 +110,242 @@ func TestEngineListContainers(t *testing.T) {
 		t.Fatalf("got %+v, %v", got, err)
 	}
 
-	e = fakeEngine(t, func(w http.ResponseWriter, r *http.Request) {
+	e = listEngine(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		w.Write([]byte("{\"message\":\"disk on fire\\n\\u001b[31m\"}"))
 	})
 	_, err = e.ListContainers(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "engine answered 500: disk on fire") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("error %q, want the engine's message on one line", err)
+	}
+}
+
+// TestEngineCalls: the version is settled by one ping and reused by every
+// call after it; an inspect of a container the engine lacks wraps
+// ErrNoSuchContainer; the default runtime is read from the info answer.
+func TestEngineCalls(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1.41/containers/json", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("[]")) })
+	mux.HandleFunc("/v1.41/containers/"+id+"/json", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"Id":"` + id + `","Name":"/a","State":{"Status":"running","Pid":7},"Config":{"User":"1000"}}`))
+	})
+	mux.HandleFunc("/v1.41/containers/gone/json", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"message":"No such container: gone"}`, http.StatusNotFound)
+	})
+	mux.HandleFunc("/v1.41/info", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"DefaultRuntime":"nvidia","Runtimes":{"nvidia":{}}}`))
+	})
+	e, _, pings := fakeEngine(t, mux)
+	ctx := context.Background()
+	if _, err := e.ListContainers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.ContainerInspect(ctx, id)
+	if err != nil || r.ID != id || r.State == nil || r.State.Pid != 7 || r.Config == nil || r.Config.User != "1000" {
+		t.Fatalf("inspect: %+v, %v", r, err)
+	}
+	if _, err := e.ContainerInspect(ctx, "gone"); !errors.Is(err, ErrNoSuchContainer) {
+		t.Errorf("inspect of a removed container: %v; want ErrNoSuchContainer", err)
+	}
+	if rt, err := e.DefaultRuntime(ctx); err != nil || rt != "nvidia" {
+		t.Errorf("default runtime %q, %v; want nvidia", rt, err)
+	}
+	if n := pings.Load(); n != 1 {
+		t.Errorf("%d pings for four calls; want 1", n)
+	}
+}
+
+// TestEngineUnreachable: an engine that is not there is named in the
+// error, with the reason, and no URL of the scanner's own making.
+func TestEngineUnreachable(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	e, err := NewEngine(EngineConfig{Host: "unix://" + sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.ListContainers(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "cannot connect to the Docker engine at unix://"+sock) ||
+		!strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), "http://") {
+		t.Fatalf("error %q, want the engine's address and the reason", err)
+	}
+}
+
+// TestEngineDial: a configured dialer replaces the address's own (a user's
+// engine, reached only through the owner check).
+func TestEngineDial(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1.41/containers/json", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`[{"Id":"x"}]`)) })
+	_, sock, _ := fakeEngine(t, mux)
+	var dials atomic.Int32
+	e, err := NewEngine(EngineConfig{Host: "unix:///nowhere.sock", Dial: func(ctx context.Context) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got, err := e.ListContainers(context.Background()); err != nil || len(got) != 1 || dials.Load() == 0 {
+		t.Fatalf("list through the dialer: %+v, %v, %d dials", got, err, dials.Load())
+	}
+}
+
+func TestNegotiateAPIVersion(t *testing.T) {
+	tests := []struct{ engine, want, err string }{
+		{"1.41", "1.41", ""},
+		{"1.40", "1.40", ""},
+		{MaxAPIVersion, MaxAPIVersion, ""},
+		{"1.99", MaxAPIVersion, ""},
+		{"2.0", MaxAPIVersion, ""},
+		{"1.39", "", "older than 1.40"},
+		{"", "", "names no API version"},
+		{"1.4x", "", "not major.minor"},
+		{"1", "", "not major.minor"},
+		{"1.41\x1b[31m", "", "not major.minor"},
+	}
+	for _, tc := range tests {
+		got, err := NegotiateAPIVersion(tc.engine)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || strings.ContainsRune(err.Error(), 0x1b) {
+				t.Errorf("NegotiateAPIVersion(%q) = %q, %v; want an error naming %q", tc.engine, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("NegotiateAPIVersion(%q) = %q, %v; want %q", tc.engine, got, err, tc.want)
+		}
+	}
+}
+
+func TestNewEngineHosts(t *testing.T) {
+	for _, h := range []string{"unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "tcp://[::1]:2376"} {
+		if _, err := NewEngine(EngineConfig{Host: h}); err != nil {
+			t.Errorf("NewEngine(%q): %v", h, err)
+		}
+	}
+	for _, h := range []string{"", "/var/run/docker.sock", "unix://", "ssh://me@host", "tcp://host", "npipe:////./pipe/docker_engine"} {
+		if _, err := NewEngine(EngineConfig{Host: h}); err == nil {
+			t.Errorf("NewEngine(%q): no error; want one", h)
+		}
+	}
+}
+
+// TestEngineConfigFromEnv: the environment is read as the docker CLI reads
+// it, and a certificate folder that cannot be used is an error naming it.
+func TestEngineConfigFromEnv(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "")
+	t.Setenv("DOCKER_API_VERSION", "")
+	t.Setenv("DOCKER_CERT_PATH", "")
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	cfg, err := EngineConfigFromEnv("")
+	if err != nil || cfg.Host != DefaultDockerHost || cfg.TLS != nil || cfg.APIVersion != "" {
+		t.Fatalf("empty environment: %+v, %v", cfg, err)
+	}
+	t.Setenv("DOCKER_HOST", "tcp://10.0.0.1:2376")
+	t.Setenv("DOCKER_API_VERSION", "v1.43")
+	if cfg, err = EngineConfigFromEnv(""); err != nil || cfg.Host != "tcp://10.0.0.1:2376" || cfg.APIVersion != "1.43" {
+		t.Fatalf("environment: %+v, %v", cfg, err)
+	}
+	if cfg, err = EngineConfigFromEnv("unix:///other.sock"); err != nil || cfg.Host != "unix:///other.sock" {
+		t.Fatalf("a host given: %+v, %v", cfg, err)
+	}
+	t.Setenv("DOCKER_API_VERSION", "latest")
+	if _, err = EngineConfigFromEnv(""); err == nil || !strings.Contains(err.Error(), "DOCKER_API_VERSION") {
+		t.Fatalf("a bad DOCKER_API_VERSION: %v", err)
+	}
+	t.Setenv("DOCKER_API_VERSION", "")
+	dir := t.TempDir()
+	t.Setenv("DOCKER_CERT_PATH", dir)
+	if _, err = EngineConfigFromEnv(""); err == nil || !strings.Contains(err.Error(), "DOCKER_CERT_PATH="+dir) {
+		t.Fatalf("an empty certificate folder: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("not a certificate"), 0o600)
+	if _, err = EngineConfigFromEnv(""); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Fatalf("a ca.pem that is no certificate: %v", err)
+	}
+}
+
+// TestEngineTLS: with DOCKER_CERT_PATH and DOCKER_TLS_VERIFY, the engine is
+// reached over https, its certificate checked against ca.pem and the
+// client's own (cert.pem, key.pem) shown to it.
+func TestEngineTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "scanner"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/_ping":
+			w.Header().Set("Api-Version", "1.41")
+		case "/v1.41/containers/json":
+			w.Write([]byte(`[{"Id":"tls"}]`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	clients := x509.NewCertPool()
+	clients.AddCert(clientCert)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clients}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
+	srv.StartTLS()
+	defer srv.Close()
+
+	dir := t.TempDir()
+	pemFile := func(name, kind string, der []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pemFile("ca.pem", "CERTIFICATE", srv.Certificate().Raw)
+	pemFile("cert.pem", "CERTIFICATE", der)
+	pemFile("key.pem", "EC PRIVATE KEY", keyDER)
+	t.Setenv("DOCKER_HOST", "tcp://"+srv.Listener.Addr().String())
+	t.Setenv("DOCKER_API_VERSION", "")
+	t.Setenv("DOCKER_CERT_PATH", dir)
+	t.Setenv("DOCKER_TLS_VERIFY", "1")
+	cfg, err := EngineConfigFromEnv("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got, err := e.ListContainers(context.Background()); err != nil || len(got) != 1 || got[0].ID != "tls" {
+		t.Fatalf("list over TLS: %+v, %v", got, err)
+	}
+
+	// Another CA in ca.pem: the engine's certificate is refused.
+	pemFile("ca.pem", "CERTIFICATE", der)
+	if cfg, err = EngineConfigFromEnv(""); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = NewEngine(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.ListContainers(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("list from an engine ca.pem does not vouch for: %v; want a certificate error", err)
 	}
 }

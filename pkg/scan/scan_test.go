@@ -15,7 +15,6 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 
 	"github.com/ds01-project/ds01/pkg/attribution"
 	"github.com/ds01-project/ds01/pkg/detect"
@@ -56,23 +55,20 @@ func (f *fakeDocker) ListContainers(ctx context.Context) ([]detect.ListedContain
 	}}, nil
 }
 
-func (f *fakeDocker) ContainerInspect(ctx context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+func (f *fakeDocker) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	f.inspects.Add(1)
 	if err := f.wait(ctx); err != nil {
-		return client.ContainerInspectResult{}, err
+		return container.InspectResponse{}, err
 	}
-	return client.ContainerInspectResult{Container: container.InspectResponse{
+	return container.InspectResponse{
 		ID: id, Name: "/train", Created: "2023-11-14T22:13:20Z",
 		State:  &container.State{Status: container.StateRunning, Running: true, Pid: 101, StartedAt: "2023-11-14T22:13:21Z"},
 		Config: &container.Config{Labels: map[string]string{"ds01.user": "alice"}},
-	}}, nil
+	}, nil
 }
 
-func (f *fakeDocker) Info(ctx context.Context, _ client.InfoOptions) (client.SystemInfoResult, error) {
-	if err := f.wait(ctx); err != nil {
-		return client.SystemInfoResult{}, err
-	}
-	return client.SystemInfoResult{}, nil
+func (f *fakeDocker) DefaultRuntime(ctx context.Context) (string, error) {
+	return "", f.wait(ctx)
 }
 
 // mockGPUs is go-nvml's DGX A100 with pid 101 (in the container) on GPU 0
