@@ -121,13 +121,22 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 	// engine that was asked and failed stand, stale; those of an engine
 	// no longer there (a rootless one whose user logged out) are gone.
 	gpus := NewGPUIndex(next.GPUs)
-	var up, down []Container
-	for _, c := range prev.Containers {
+	isDown := func(c Container) bool {
 		src := c.EngineSource()
-		if st, asked := obs.Sources[src]; (asked || src == SourceDocker) && !st.OK {
-			down = append(down, c)
-		} else {
-			up = append(up, c)
+		st, asked := obs.Sources[src]
+		return (asked || src == SourceDocker) && !st.OK
+	}
+	// Containers are large: the previous list is split only where an
+	// engine is down, and read in place otherwise.
+	up, down := prev.Containers, []Container(nil)
+	if slices.ContainsFunc(prev.Containers, isDown) {
+		up = nil
+		for _, c := range prev.Containers {
+			if isDown(c) {
+				down = append(down, c)
+			} else {
+				up = append(up, c)
+			}
 		}
 	}
 	if len(down) > 0 {
@@ -139,8 +148,8 @@ func Reconcile(prev *Inventory, obs Observation, now time.Time) (*Inventory, []T
 		obs.Containers = slices.DeleteFunc(slices.Clone(obs.Containers), func(c Container) bool { return held[c.ID] })
 	}
 	cs, t := reconcileContainers(up, obs, gpus, now)
-	next.Containers, ts = append(next.Containers, cs...), append(ts, t...)
-	next.Containers = append(next.Containers, markStale(down, func(c *Container) {
+	ts = append(ts, t...)
+	next.Containers = append(cs, markStale(down, func(c *Container) {
 		c.Stale = true
 		c.judge(obs.ProcessesObserved, gpus)
 	})...)
