@@ -3,6 +3,7 @@ package detect
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -522,22 +524,26 @@ func (p *Procfs) fdDevices(pid string) ([]string, error) {
 		return nil, &fs.PathError{Op: "open", Path: p.root + "/" + pid + "/fd", Err: err}
 	}
 	defer unix.Close(dirfd)
-	fds, err := readdirnamesAt(dirfd)
-	if err != nil {
-		return nil, &fs.PathError{Op: "readdirent", Path: p.root + "/" + pid + "/fd", Err: err}
-	}
 	var ids []string
 	caps := false
 	var buf [maxDeviceLink]byte
-	for _, fd := range fds {
-		n, err := unix.Readlinkat(dirfd, fd, buf[:])
+	d := dirents{fd: dirfd}
+	for {
+		fd, err := d.next()
+		if err != nil {
+			return nil, &fs.PathError{Op: "readdirent", Path: p.root + "/" + pid + "/fd", Err: err}
+		}
+		if fd == nil {
+			break
+		}
+		n, err := readlinkAt(dirfd, fd, buf[:])
 		if err != nil {
 			if vanished(err) {
 				// The descriptor was closed since the listing, or the
 				// process exited: either way it holds nothing now.
 				continue
 			}
-			return nil, &fs.PathError{Op: "readlinkat", Path: p.root + "/" + pid + "/fd/" + fd, Err: err}
+			return nil, &fs.PathError{Op: "readlinkat", Path: p.root + "/" + pid + "/fd/" + string(fd[:len(fd)-1]), Err: err}
 		}
 		if n == len(buf) || !bytes.HasPrefix(buf[:n], nvidiaPrefix) {
 			continue
@@ -568,29 +574,74 @@ var nvidiaPrefix = []byte("/dev/nvidia")
 // target cut at this length is longer than any GPU device's.
 const maxDeviceLink = 64
 
-// readdirnamesAt lists the entries of the open descriptor directory
-// dirfd, without "." and "..".
+// dirents reads the entries of the open directory fd but "." and "..",
+// each name as it lies in the kernel's answer, with its terminating NUL and
+// valid until the next call. The descriptor scan names every descriptor on
+// the machine this way, so that naming one costs no string of its own, and
+// its link is read straight from that name.
 //
 // It stops at a read that left room for another entry of any length,
 // without the one more read that would return nothing: procfs fills the
 // buffer with as many of a process's descriptors as it holds, so that read
 // had them all. At one read in four of the descriptor scan, it is worth it.
-func readdirnamesAt(dirfd int) ([]string, error) {
-	var names []string
-	var buf [4096]byte
+type dirents struct {
+	fd       int
+	buf      [4096]byte
+	off, end int  // what is left of the last read: buf[off:end]
+	last     bool // the last read had them all
+}
+
+// next is the next name, or nil after the last.
+func (d *dirents) next() ([]byte, error) {
 	for {
-		n, err := unix.ReadDirent(dirfd, buf[:])
-		if err != nil {
-			return nil, err
+		if d.off == d.end {
+			if d.last {
+				return nil, nil
+			}
+			n, err := unix.ReadDirent(d.fd, d.buf[:])
+			if err != nil {
+				return nil, err
+			}
+			if n <= 0 {
+				return nil, nil
+			}
+			d.off, d.end, d.last = 0, n, n <= len(d.buf)-maxDirent
 		}
-		if n <= 0 {
-			return names, nil
+		// A linux_dirent64: inode (8), offset (8), record length (2),
+		// type (1), then the name and its NUL.
+		rec := d.buf[d.off:d.end]
+		if len(rec) < direntName {
+			return nil, fmt.Errorf("directory entry cut at %d bytes", len(rec))
 		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-		if n <= len(buf)-maxDirent {
-			return names, nil
+		size := int(binary.NativeEndian.Uint16(rec[16:18]))
+		if size < direntName || size > len(rec) {
+			return nil, fmt.Errorf("directory entry of %d bytes where %d are left", size, len(rec))
 		}
+		d.off += size
+		name := rec[direntName:size]
+		end := bytes.IndexByte(name, 0)
+		if end < 0 {
+			return nil, errors.New("directory entry without its NUL")
+		}
+		if s := name[:end]; (len(s) == 1 && s[0] == '.') || (len(s) == 2 && s[0] == '.' && s[1] == '.') {
+			continue
+		}
+		return name[:end+1], nil
 	}
+}
+
+// direntName is where a linux_dirent64's name begins.
+const direntName = 19
+
+// readlinkAt is readlinkat(2) of name (NUL-terminated, as direntsAt gives
+// it) relative to dirfd, into buf.
+func readlinkAt(dirfd int, name, buf []byte) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(&name[0])),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // maxDirent is the size of the longest directory entry getdents64 returns:
