@@ -124,30 +124,46 @@ func shareLog(f *os.File, gid int) error {
 }
 
 // endsTorn reports whether the log's last line lacks its newline. Another
-// writer's append may be in flight (its bytes not all visible yet), so a
-// missing newline counts only once the size has held still for a moment.
+// writer's append may be in flight (its bytes not all visible yet: a write
+// that crosses a page shows its first page first, and its writer may be
+// preempted between the two), so a missing newline counts only once the
+// size has held still for tornSettle. A log that keeps growing for
+// tornPatience is being written, not torn.
 func endsTorn(f *os.File, size int64) bool {
 	last := make([]byte, 1)
-	for range 5 {
+	still := time.Duration(0)
+	for waited := time.Duration(0); waited < tornPatience; waited += tornPoll {
 		if size == 0 {
 			return false
 		}
 		if _, err := f.ReadAt(last, size-1); err != nil || last[0] == '\n' {
 			return false
 		}
-		time.Sleep(5 * time.Millisecond)
+		if still >= tornSettle {
+			return true
+		}
+		time.Sleep(tornPoll)
 		st, err := f.Stat()
 		if err != nil {
 			return false
 		}
 		if st.Size() == size {
-			_, err := f.ReadAt(last, size-1)
-			return err == nil && last[0] != '\n'
+			still += tornPoll
+		} else {
+			size, still = st.Size(), 0
 		}
-		size = st.Size()
 	}
 	return false
 }
+
+// How endsTorn tells a torn last line from one being written: the size
+// must hold still for tornSettle, looked at every tornPoll, within
+// tornPatience. Only a log whose last byte is not a newline pays it.
+const (
+	tornPoll     = 5 * time.Millisecond
+	tornSettle   = 25 * time.Millisecond
+	tornPatience = 250 * time.Millisecond
+)
 
 // Append writes e as one line with one write. Details too large for
 // MaxEventLine are cut down and marked "truncated": true.
