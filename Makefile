@@ -4,6 +4,10 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# The built commands leave out urfave/cli's man page and Markdown writers
+# (and the Markdown parser they bring, ~100 page faults at every start);
+# the docgen build that writes the man pages keeps them.
+BUILDTAGS := urfave_cli_no_docs
 # go-nvml's headers are full of deprecation notices that say nothing to us.
 export CGO_CFLAGS ?= -Wno-deprecated-declarations
 STATICCHECK_VERSION := v0.8.2
@@ -19,11 +23,11 @@ build: bin/ds01-scan bin/ds01-workloads
 # ds01-scan is built with cgo: user names resolve through NSS (LDAP, SSSD)
 # and NVML is loaded through cgo.
 bin/ds01-scan: FORCE
-	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/ds01-scan
+	CGO_ENABLED=1 $(GO) build -trimpath -tags $(BUILDTAGS) -ldflags '$(LDFLAGS)' -o $@ ./cmd/ds01-scan
 
 # ds01-workloads is static: it reads one file and runs anywhere.
 bin/ds01-workloads: FORCE
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/ds01-workloads
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(BUILDTAGS) -ldflags '$(LDFLAGS)' -o $@ ./cmd/ds01-workloads
 
 FORCE:
 
