@@ -237,7 +237,9 @@ func (e *Engine) get(ctx context.Context, path string) (*http.Response, error) {
 	return e.do(ctx, "/v"+v+path)
 }
 
-// do sends one GET; a connection that cannot be made is worded as such.
+// do sends one GET. Its error names the engine, and says "cannot
+// connect" only where no connection was made: an engine that accepts and
+// then does not answer ran out of time, which is another thing to fix.
 func (e *Engine) do(ctx context.Context, path string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+path, nil)
 	if err != nil {
@@ -250,7 +252,11 @@ func (e *Engine) do(ctx context.Context, path string) (*http.Response, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("cannot connect to the Docker engine at %s: %w", e.host, err)
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			return nil, fmt.Errorf("cannot connect to the Docker engine at %s: %w", e.host, err)
+		}
+		return nil, fmt.Errorf("the Docker engine at %s: %w", e.host, err)
 	}
 	return resp, nil
 }

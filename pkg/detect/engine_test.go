@@ -171,6 +171,38 @@ func TestEngineUnreachable(t *testing.T) {
 	}
 }
 
+// TestEngineFrozen: an engine that accepts and never answers runs out of
+// time, and the error says so rather than that it could not be reached.
+func TestEngineFrozen(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "frozen.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	e, err := NewEngine(EngineConfig{Host: "unix://" + sock, APIVersion: "1.41"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = e.ListContainers(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "cannot connect") ||
+		!strings.Contains(err.Error(), "the Docker engine at unix://"+sock) {
+		t.Fatalf("error %q, want the engine named and its deadline passed", err)
+	}
+}
+
 // TestEngineDial: a configured dialer replaces the address's own (a user's
 // engine, reached only through the owner check).
 func TestEngineDial(t *testing.T) {
