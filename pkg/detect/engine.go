@@ -134,7 +134,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if !ok || addr == "" {
 		return nil, fmt.Errorf("docker host %q: want unix:///path or tcp://host:port", cfg.Host)
 	}
-	tr := &http.Transport{DisableCompression: true, MaxIdleConns: 1, Proxy: nil}
+	tr := &http.Transport{DisableCompression: true, MaxIdleConns: 1} // no proxy: the engine is named
 	e := &Engine{host: cfg.Host, version: cfg.APIVersion}
 	switch proto {
 	case "unix":
@@ -175,66 +175,61 @@ const maxErrorBody = 64 << 10
 
 // ListContainers lists every container, running or not.
 func (e *Engine) ListContainers(ctx context.Context) ([]ListedContainer, error) {
-	resp, err := e.get(ctx, "/containers/json?all=1")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, engineError(resp)
-	}
-	return DecodeContainerList(resp.Body)
+	var list []ListedContainer
+	err := e.get(ctx, "/containers/json?all=1", func(body io.Reader) (err error) {
+		list, err = DecodeContainerList(body)
+		return err
+	})
+	return list, err
 }
 
 // ContainerInspect is the engine's description of one container; the
 // error wraps ErrNoSuchContainer when the engine has none by that ID.
 func (e *Engine) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	var r container.InspectResponse
-	resp, err := e.get(ctx, "/containers/"+url.PathEscape(id)+"/json")
-	if err != nil {
-		return r, err
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
+	err := e.get(ctx, "/containers/"+url.PathEscape(id)+"/json", func(body io.Reader) error {
+		if err := json.NewDecoder(body).Decode(&r); err != nil {
+			return fmt.Errorf("decode inspect of %s: %w", inventory.ShortID(id), err)
+		}
+		return nil
+	})
+	if ee := (*EngineError)(nil); errors.As(err, &ee) && ee.Status == http.StatusNotFound {
 		return r, fmt.Errorf("%w: %s", ErrNoSuchContainer, inventory.ShortID(id))
-	default:
-		return r, engineError(resp)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return r, fmt.Errorf("decode inspect of %s: %w", inventory.ShortID(id), err)
-	}
-	return r, nil
+	return r, err
 }
 
 // DefaultRuntime is the runtime the engine gives a container that names
 // none (docker info's DefaultRuntime).
 func (e *Engine) DefaultRuntime(ctx context.Context) (string, error) {
-	resp, err := e.get(ctx, "/info")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", engineError(resp)
-	}
 	var info struct {
 		DefaultRuntime string `json:"DefaultRuntime"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		return "", fmt.Errorf("decode engine info: %w", err)
-	}
-	return info.DefaultRuntime, nil
+	err := e.get(ctx, "/info", func(body io.Reader) error {
+		if err := json.NewDecoder(body).Decode(&info); err != nil {
+			return fmt.Errorf("decode engine info: %w", err)
+		}
+		return nil
+	})
+	return info.DefaultRuntime, err
 }
 
-// get asks for path at the settled API version, settling it first.
-func (e *Engine) get(ctx context.Context, path string) (*http.Response, error) {
+// get asks for path at the settled API version, settling it first, and
+// hands a 200 answer's body to read; any other answer is an *EngineError.
+func (e *Engine) get(ctx context.Context, path string, read func(io.Reader) error) error {
 	v, err := e.apiVersion(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return e.do(ctx, "/v"+v+path)
+	resp, err := e.do(ctx, "/v"+v+path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return engineError(resp)
+	}
+	return read(resp.Body)
 }
 
 // do sends one GET. Its error names the engine, and says "cannot
@@ -317,7 +312,18 @@ func parseAPIVersion(v string) (maj, mnr int, ok bool) {
 	return maj, mnr, true
 }
 
-// engineError is an error answer as the engine words it: {"message": …}.
+// EngineError is an engine's answer other than 200, as the engine words
+// it ({"message": …}, on one line).
+type EngineError struct {
+	Status  int
+	Message string
+}
+
+func (e *EngineError) Error() string {
+	return fmt.Sprintf("engine answered %d: %s", e.Status, e.Message)
+}
+
+// engineError reads resp's error answer.
 func engineError(resp *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var e struct {
@@ -330,7 +336,7 @@ func engineError(resp *http.Response) error {
 	if msg == "" {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	return fmt.Errorf("engine answered %d: %s", resp.StatusCode, oneLine(msg))
+	return &EngineError{Status: resp.StatusCode, Message: oneLine(msg)}
 }
 
 // DecodeContainerList decodes the engine's list answer (a JSON array of
