@@ -74,6 +74,7 @@ FUZZ_TARGETS := pkg/inventory:FuzzParse pkg/inventory:FuzzDecodeMatchesEncodingJ
 	pkg/inventory:FuzzEncodeEvent pkg/inventory:FuzzSafeText pkg/inventory:FuzzEscapeJSON \
 	pkg/detect:FuzzParseCgroupFile pkg/detect:FuzzContainerFromCgroup pkg/detect:FuzzParseStatus \
 	pkg/detect:FuzzParseCmdline pkg/detect:FuzzParseStat pkg/detect:FuzzDeclaredGPU pkg/detect:FuzzProcessLauncher \
+	pkg/detect:FuzzDecodeContainerListMatchesEncodingJSON \
 	pkg/attribution:FuzzParseSubIDs cmd/ds01-workloads:FuzzWriteJSON
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -31,7 +31,7 @@ if [ "${BENCH_INSIDE:-}" != 1 ]; then
 	if [ "${BENCH_GO:-1}" = 1 ]; then
 		echo
 		echo "== Go benchmarks"
-		go test -run '^$' -bench 'BenchmarkReconcile|BenchmarkParse|BenchmarkContainerFromCgroup|BenchmarkScanSteady' -benchmem ./pkg/inventory ./pkg/detect ./pkg/scan | grep -E '^Benchmark'
+		go test -run '^$' -bench 'BenchmarkReconcile|BenchmarkParse|BenchmarkContainerFromCgroup|BenchmarkDecodeContainerList|BenchmarkScanSteady' -benchmem ./pkg/inventory ./pkg/detect ./pkg/scan | grep -E '^Benchmark'
 		go test -run '^$' -bench 'BenchmarkDeviceHolders' -benchtime 10x ./pkg/detect | grep -E '^Benchmark'
 		go test -run '^$' -bench 'BenchmarkCommand|BenchmarkRender' -benchtime 10x ./cmd/ds01-workloads | grep -E '^Benchmark'
 		go test -run '^$' -bench 'BenchmarkCommit' -benchtime 20x ./cmd/ds01-scan | grep -E '^Benchmark'

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,9 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/moby/moby/api/types/container"
 
+	"github.com/ds01-project/ds01/internal/jsondec"
 	"github.com/ds01-project/ds01/pkg/inventory"
 )
 
@@ -339,32 +342,72 @@ func engineError(resp *http.Response) error {
 	return &EngineError{Status: resp.StatusCode, Message: oneLine(msg)}
 }
 
+// maxListAnswer bounds the engine's list answer, read whole before it is
+// decoded: 10,000 containers take about 10 MiB.
+const maxListAnswer = 256 << 20
+
+// maxListDecoded caps the memory the decoded list's names and labels take.
+const maxListDecoded = 512 << 20
+
 // DecodeContainerList decodes the engine's list answer (a JSON array of
-// containers) one container at a time: what it holds in memory is the
-// containers decoded and one more, never the whole answer.
+// containers), read whole and decoded in one pass by the decoder the
+// inventory is read with (internal/jsondec), which checks the syntax as it
+// goes: encoding/json took several times as long, most of it after the
+// engine's last byte. Names and labels are cut from the answer, not
+// copied.
 func DecodeContainerList(r io.Reader) ([]ListedContainer, error) {
-	dec := json.NewDecoder(r)
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("decode container list: %w", err)
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxListAnswer+1)); err != nil {
+		return nil, fmt.Errorf("read container list: %w", err)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		if tok == nil {
-			// The engine writes null for an empty list on some versions.
-			return nil, nil
-		}
-		return nil, errors.New("decode container list: not an array")
+	if buf.Len() > maxListAnswer {
+		return nil, fmt.Errorf("read container list: more than %d MiB", maxListAnswer>>20)
 	}
+	data := buf.Bytes()
+	// The buffer is never written again: it can be the string the
+	// containers' strings are cut from.
+	text := unsafe.String(unsafe.SliceData(data), len(data))
 	var out []ListedContainer
-	for dec.More() {
-		var c ListedContainer
-		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("decode container list: container %d: %w", len(out), err)
-		}
-		out = append(out, c)
-	}
-	if _, err := dec.Token(); err != nil {
+	n := 0
+	err := jsondec.Decode(text, maxListDecoded, "a container list", func(d *jsondec.Decoder) {
+		out = jsondec.Slice(d, func(d *jsondec.Decoder, c *ListedContainer) {
+			n++
+			decodeListed(d, c)
+		})
+	})
+	switch {
+	case err != nil && n > 0:
+		return nil, fmt.Errorf("decode container list: container %d: %w", n-1, err)
+	case err != nil:
 		return nil, fmt.Errorf("decode container list: %w", err)
+	case len(out) == 0:
+		// An empty list, or null (some engine versions' empty list).
+		return nil, nil
 	}
 	return out, nil
+}
+
+var listedKeys = jsondec.NewKeys("Id", "Names", "Image", "Command", "Created", "State", "Labels")
+
+// decodeListed is ListedContainer's schema; the engine's other fields are
+// skipped.
+func decodeListed(d *jsondec.Decoder, c *ListedContainer) {
+	d.Object(listedKeys, func(key string) {
+		switch key {
+		case "Id":
+			d.String(&c.ID)
+		case "Names":
+			c.Names = jsondec.Slice(d, (*jsondec.Decoder).String)
+		case "Image":
+			d.String(&c.Image)
+		case "Command":
+			d.String(&c.Command)
+		case "Created":
+			d.Int64(&c.Created)
+		case "State":
+			d.String(&c.State)
+		case "Labels":
+			c.Labels = jsondec.Map(d, (*jsondec.Decoder).String)
+		}
+	})
 }

@@ -1,53 +1,21 @@
 package inventory
 
 import (
-	"fmt"
-	"strconv"
-	"strings"
-	"time"
-	"unicode"
-	"unicode/utf16"
-	"unicode/utf8"
-	"unsafe"
+	"github.com/ds01-project/ds01/internal/jsondec"
 )
 
-// This file is the inventory's own JSON decoder. encoding/json spends most
-// of a large inventory's load time on reflection and on a separate
-// validation pass; every reader of the inventory pays that, and the query
-// tool pays it on every command. The decoder below reads the schema in one
-// pass with no reflection, several times faster.
-//
-// It decodes exactly as encoding/json would into the same structs (a
-// differential fuzz test holds it to that), with one difference: a key that
-// appears twice in one object is refused rather than letting the last one
-// win, since two readers of such a file could each see a different value.
-// Like encoding/json it matches keys case-insensitively when there is no
-// exact match, replaces invalid UTF-8 with U+FFFD, leaves a non-pointer
-// field unchanged on null, and skips keys it does not know. Unlike it, it
-// refuses a document whose lists and maps would take more than
-// maxDecodedBytes once decoded.
+// The inventory's schema for its own JSON decoder (internal/jsondec): one
+// function per struct, each setting the fields its object holds; a null
+// object leaves the struct as it is. Every reader of the inventory pays
+// its decoding, and the query tool pays it on every command: encoding/json
+// takes several times longer. FuzzDecodeMatchesEncodingJSON holds this
+// schema to what encoding/json decodes into the same structs.
 
-// maxDepth is how deeply values may nest, as in encoding/json.
-const maxDepth = 10000
-
-// decodeError carries a decoding failure up to decodeWithBudget.
-type decodeError struct{ err error }
-
-// decoder reads one JSON document from data.
-type decoder struct {
-	// data is the document. Strings without escapes are cut from it, not
-	// copied, so it is kept alive by the inventory decoded from it.
-	data  string
-	pos   int
-	depth int
-	// budget is what lists and maps may still take, in bytes.
-	budget int
-	// reserve is the room grow may still set aside, in bytes: the guesses
-	// for all the lists together stay within the budget.
-	reserve int
-	// field is the key whose value is being decoded, for messages.
-	field string
-}
+// maxDecodedBytes caps the memory the lists and maps of one inventory take
+// once decoded, whatever their number: the file size cap alone would let
+// 60 MiB of "{}," become 20 million empty containers. The largest
+// inventory a scanner writes, at the file size cap, needs a fraction of it.
+const maxDecodedBytes = 512 << 20
 
 // decodeInventory decodes data into inv, which should be fresh.
 func decodeInventory(data string, inv *Inventory) error {
@@ -56,1062 +24,325 @@ func decodeInventory(data string, inv *Inventory) error {
 
 // decodeWithBudget decodes data into inv with budget bytes for its lists
 // and maps.
-func decodeWithBudget(data string, inv *Inventory, budget int) (err error) {
-	d := &decoder{data: data, budget: budget, reserve: budget}
-	defer func() {
-		if r := recover(); r != nil {
-			de, ok := r.(decodeError)
-			if !ok {
-				panic(r)
-			}
-			err = de.err
-		}
-	}()
-	d.inventory(inv)
-	d.skipSpace()
-	if d.pos < len(d.data) {
-		d.syntaxError("invalid character %s after top-level value", quoteChar(d.data[d.pos]))
-	}
-	return nil
+func decodeWithBudget(data string, inv *Inventory, budget int) error {
+	return jsondec.Decode(data, budget, "an inventory", func(d *jsondec.Decoder) { decodeInventoryObject(d, inv) })
 }
 
-// keySet is the JSON keys of one struct: a key's position in names is the
-// bit that marks it seen within one object.
-type keySet struct {
-	names []string
-	index map[string]int
-}
+var inventoryKeys = jsondec.NewKeys("schema_version", "scan", "sources", "containers", "host_processes", "pending_processes", "gpus", "outbox")
 
-func newKeySet(names ...string) *keySet {
-	if len(names) > 64 {
-		panic("inventory: a keySet holds at most 64 keys")
-	}
-	ks := &keySet{names: names, index: make(map[string]int, len(names))}
-	for i, n := range names {
-		ks.index[n] = i
-	}
-	return ks
-}
-
-// lookup returns the position of key: an exact match, else one that
-// differs only in case (as encoding/json matches), else -1. next is the
-// position after the previous key's: a struct is written in field order,
-// so that is nearly always where the key is.
-func (ks *keySet) lookup(key string, next int) int {
-	if next < len(ks.names) && ks.names[next] == key {
-		return next
-	}
-	if i, ok := ks.index[key]; ok {
-		return i
-	}
-	for i, n := range ks.names {
-		if strings.EqualFold(key, n) {
-			return i
-		}
-	}
-	return -1
-}
-
-// The schema, one function per struct. Each sets the fields its object
-// holds; a null object leaves the struct as it is.
-
-var inventoryKeys = newKeySet("schema_version", "scan", "sources", "containers", "host_processes", "pending_processes", "gpus", "outbox")
-
-func (d *decoder) inventory(inv *Inventory) {
-	d.object(inventoryKeys, func(key string) {
+func decodeInventoryObject(d *jsondec.Decoder, inv *Inventory) {
+	d.Object(inventoryKeys, func(key string) {
 		switch key {
 		case "schema_version":
-			d.int(&inv.SchemaVersion)
+			d.Int(&inv.SchemaVersion)
 		case "scan":
-			d.scanInfo(&inv.Scan)
+			decodeScanInfo(d, &inv.Scan)
 		case "sources":
-			inv.Sources = decodeMap(d, (*decoder).sourceStatus)
+			inv.Sources = jsondec.Map(d, decodeSourceStatus)
 		case "containers":
-			inv.Containers = decodeSlice(d, (*decoder).container)
+			inv.Containers = jsondec.Slice(d, decodeContainer)
 		case "host_processes":
-			inv.HostProcesses = decodeSlice(d, (*decoder).hostProcess)
+			inv.HostProcesses = jsondec.Slice(d, decodeHostProcess)
 		case "pending_processes":
-			inv.PendingProcesses = decodeSlice(d, (*decoder).hostProcess)
+			inv.PendingProcesses = jsondec.Slice(d, decodeHostProcess)
 		case "gpus":
-			inv.GPUs = decodeSlice(d, (*decoder).gpuDevice)
+			inv.GPUs = jsondec.Slice(d, decodeGpuDevice)
 		case "outbox":
-			decodePtr(d, &inv.Outbox, (*decoder).outbox)
+			jsondec.Ptr(d, &inv.Outbox, decodeOutbox)
 		}
 	})
 }
 
-var outboxKeys = newKeySet("log_inode", "log_offset", "log_mark", "events")
+var outboxKeys = jsondec.NewKeys("log_inode", "log_offset", "log_mark", "events")
 
-func (d *decoder) outbox(o *Outbox) {
-	d.object(outboxKeys, func(key string) {
+func decodeOutbox(d *jsondec.Decoder, o *Outbox) {
+	d.Object(outboxKeys, func(key string) {
 		switch key {
 		case "log_inode":
-			d.uint64(&o.LogInode)
+			d.Uint64(&o.LogInode)
 		case "log_offset":
-			d.int64(&o.LogOffset)
+			d.Int64(&o.LogOffset)
 		case "log_mark":
-			d.string(&o.LogMark)
+			d.String(&o.LogMark)
 		case "events":
-			o.Events = decodeSlice(d, (*decoder).pendingEvent)
+			o.Events = jsondec.Slice(d, decodePendingEvent)
 		}
 	})
 }
 
-var pendingEventKeys = newKeySet("event_id", "line")
+var pendingEventKeys = jsondec.NewKeys("event_id", "line")
 
-func (d *decoder) pendingEvent(p *PendingEvent) {
-	d.object(pendingEventKeys, func(key string) {
+func decodePendingEvent(d *jsondec.Decoder, p *PendingEvent) {
+	d.Object(pendingEventKeys, func(key string) {
 		switch key {
 		case "event_id":
-			d.string(&p.ID)
+			d.String(&p.ID)
 		case "line":
-			d.string(&p.Line)
+			d.String(&p.Line)
 		}
 	})
 }
 
-var scanKeys = newKeySet("id", "time", "duration_ms", "host", "version")
+var scanKeys = jsondec.NewKeys("id", "time", "duration_ms", "host", "version")
 
-func (d *decoder) scanInfo(s *ScanInfo) {
-	d.object(scanKeys, func(key string) {
+func decodeScanInfo(d *jsondec.Decoder, s *ScanInfo) {
+	d.Object(scanKeys, func(key string) {
 		switch key {
 		case "id":
-			d.string(&s.ID)
+			d.String(&s.ID)
 		case "time":
-			d.time(&s.Time)
+			d.Time(&s.Time)
 		case "duration_ms":
-			d.int64(&s.DurationMS)
+			d.Int64(&s.DurationMS)
 		case "host":
-			d.string(&s.Host)
+			d.String(&s.Host)
 		case "version":
-			d.string(&s.Version)
+			d.String(&s.Version)
 		}
 	})
 }
 
-var sourceKeys = newKeySet("ok", "error", "last_success", "warning", "duration_ms")
+var sourceKeys = jsondec.NewKeys("ok", "error", "last_success", "warning", "duration_ms")
 
-func (d *decoder) sourceStatus(s *SourceStatus) {
-	d.object(sourceKeys, func(key string) {
+func decodeSourceStatus(d *jsondec.Decoder, s *SourceStatus) {
+	d.Object(sourceKeys, func(key string) {
 		switch key {
 		case "ok":
-			d.bool(&s.OK)
+			d.Bool(&s.OK)
 		case "error":
-			d.string(&s.Error)
+			d.String(&s.Error)
 		case "last_success":
-			decodePtr(d, &s.LastSuccess, (*decoder).time)
+			jsondec.Ptr(d, &s.LastSuccess, (*jsondec.Decoder).Time)
 		case "warning":
-			d.string(&s.Warning)
+			d.String(&s.Warning)
 		case "duration_ms":
-			d.int64(&s.DurationMS)
+			d.Int64(&s.DurationMS)
 		}
 	})
 }
 
-var gpuDeviceKeys = newKeySet("id", "index", "uuid", "name", "minor_number", "parent", "gpu_instance_id",
+var gpuDeviceKeys = jsondec.NewKeys("id", "index", "uuid", "name", "minor_number", "parent", "gpu_instance_id",
 	"compute_instance_id", "cap_minors", "mig_enabled", "memory_total_bytes", "memory_used_bytes", "memory_reserved_bytes", "persistence_mode",
 	"lost", "error", "unknown_processes", "last_sample_timestamp",
 	"accounting_mode", "last_accounting_timestamp", "brief_processes")
 
-func (d *decoder) gpuDevice(g *GPUDevice) {
-	d.object(gpuDeviceKeys, func(key string) {
+func decodeGpuDevice(d *jsondec.Decoder, g *GPUDevice) {
+	d.Object(gpuDeviceKeys, func(key string) {
 		switch key {
 		case "id":
-			d.string(&g.ID)
+			d.String(&g.ID)
 		case "index":
-			d.int(&g.Index)
+			d.Int(&g.Index)
 		case "uuid":
-			d.string(&g.UUID)
+			d.String(&g.UUID)
 		case "name":
-			d.string(&g.Name)
+			d.String(&g.Name)
 		case "minor_number":
-			decodePtr(d, &g.MinorNumber, (*decoder).int)
+			jsondec.Ptr(d, &g.MinorNumber, (*jsondec.Decoder).Int)
 		case "parent":
-			d.string(&g.Parent)
+			d.String(&g.Parent)
 		case "gpu_instance_id":
-			decodePtr(d, &g.GPUInstanceID, (*decoder).int)
+			jsondec.Ptr(d, &g.GPUInstanceID, (*jsondec.Decoder).Int)
 		case "compute_instance_id":
-			decodePtr(d, &g.ComputeInstanceID, (*decoder).int)
+			jsondec.Ptr(d, &g.ComputeInstanceID, (*jsondec.Decoder).Int)
 		case "cap_minors":
-			g.CapMinors = decodeSlice(d, (*decoder).int)
+			g.CapMinors = jsondec.Slice(d, (*jsondec.Decoder).Int)
 		case "mig_enabled":
-			d.bool(&g.MIGEnabled)
+			d.Bool(&g.MIGEnabled)
 		case "memory_total_bytes":
-			decodePtr(d, &g.MemoryTotalBytes, (*decoder).uint64)
+			jsondec.Ptr(d, &g.MemoryTotalBytes, (*jsondec.Decoder).Uint64)
 		case "memory_used_bytes":
-			decodePtr(d, &g.MemoryUsedBytes, (*decoder).uint64)
+			jsondec.Ptr(d, &g.MemoryUsedBytes, (*jsondec.Decoder).Uint64)
 		case "memory_reserved_bytes":
-			decodePtr(d, &g.MemoryReservedBytes, (*decoder).uint64)
+			jsondec.Ptr(d, &g.MemoryReservedBytes, (*jsondec.Decoder).Uint64)
 		case "persistence_mode":
-			decodePtr(d, &g.PersistenceMode, (*decoder).bool)
+			jsondec.Ptr(d, &g.PersistenceMode, (*jsondec.Decoder).Bool)
 		case "lost":
-			d.bool(&g.Lost)
+			d.Bool(&g.Lost)
 		case "error":
-			d.string(&g.Error)
+			d.String(&g.Error)
 		case "unknown_processes":
-			d.int(&g.UnknownProcesses)
+			d.Int(&g.UnknownProcesses)
 		case "last_sample_timestamp":
-			d.uint64(&g.LastSampleTimestamp)
+			d.Uint64(&g.LastSampleTimestamp)
 		case "accounting_mode":
-			decodePtr(d, &g.AccountingMode, (*decoder).bool)
+			jsondec.Ptr(d, &g.AccountingMode, (*jsondec.Decoder).Bool)
 		case "last_accounting_timestamp":
-			d.uint64(&g.LastAccountingTimestamp)
+			d.Uint64(&g.LastAccountingTimestamp)
 		case "brief_processes":
-			d.uint64(&g.BriefProcesses)
+			d.Uint64(&g.BriefProcesses)
 		}
 	})
 }
 
-var gpuAccessKeys = newKeySet("declared", "channels", "devices")
+var gpuAccessKeys = jsondec.NewKeys("declared", "channels", "devices")
 
-func (d *decoder) gpuAccess(g *GPUAccess) {
-	d.object(gpuAccessKeys, func(key string) {
+func decodeGpuAccess(d *jsondec.Decoder, g *GPUAccess) {
+	d.Object(gpuAccessKeys, func(key string) {
 		switch key {
 		case "declared":
-			d.bool(&g.Declared)
+			d.Bool(&g.Declared)
 		case "channels":
-			g.Channels = decodeSlice(d, (*decoder).string)
+			g.Channels = jsondec.Slice(d, (*jsondec.Decoder).String)
 		case "devices":
-			g.Devices = decodeSlice(d, (*decoder).string)
+			g.Devices = jsondec.Slice(d, (*jsondec.Decoder).String)
 		}
 	})
 }
 
-var gpuProcessKeys = newKeySet("pid", "gpu", "memory_bytes", "ns_pid", "kind", "command")
+var gpuProcessKeys = jsondec.NewKeys("pid", "gpu", "memory_bytes", "ns_pid", "kind", "command")
 
-func (d *decoder) gpuProcess(p *GPUProcess) {
-	d.object(gpuProcessKeys, func(key string) {
+func decodeGpuProcess(d *jsondec.Decoder, p *GPUProcess) {
+	d.Object(gpuProcessKeys, func(key string) {
 		switch key {
 		case "pid":
-			d.int(&p.PID)
+			d.Int(&p.PID)
 		case "gpu":
-			d.string(&p.GPU)
+			d.String(&p.GPU)
 		case "memory_bytes":
-			decodePtr(d, &p.MemoryBytes, (*decoder).uint64)
+			jsondec.Ptr(d, &p.MemoryBytes, (*jsondec.Decoder).Uint64)
 		case "ns_pid":
-			d.int(&p.NSPID)
+			d.Int(&p.NSPID)
 		case "kind":
-			d.string(&p.Kind)
+			d.String(&p.Kind)
 		case "command":
-			d.string(&p.Command)
+			d.String(&p.Command)
 		}
 	})
 }
 
-var containerKeys = newKeySet("id", "name", "image", "command", "type", "status", "exit_code", "created_at",
+var containerKeys = jsondec.NewKeys("id", "name", "image", "command", "type", "status", "exit_code", "created_at",
 	"started_at", "detected_at", "last_seen", "stale", "pid", "user", "user_source", "gpu", "gpu_processes",
 	"gpu_access", "gpus_undeclared", "runtime", "cpu_percent", "memory_bytes", "cpu_usage_ns", "cpu_sampled_at", "labels",
 	"detected_labels", "inspect_error", "launcher")
 
-func (d *decoder) container(c *Container) {
-	d.object(containerKeys, func(key string) {
+func decodeContainer(d *jsondec.Decoder, c *Container) {
+	d.Object(containerKeys, func(key string) {
 		switch key {
 		case "id":
-			d.string(&c.ID)
+			d.String(&c.ID)
 		case "name":
-			d.string(&c.Name)
+			d.String(&c.Name)
 		case "image":
-			d.string(&c.Image)
+			d.String(&c.Image)
 		case "command":
-			d.string(&c.Command)
+			d.String(&c.Command)
 		case "type":
-			d.string(&c.Type)
+			d.String(&c.Type)
 		case "status":
-			d.string(&c.Status)
+			d.String(&c.Status)
 		case "exit_code":
-			decodePtr(d, &c.ExitCode, (*decoder).int)
+			jsondec.Ptr(d, &c.ExitCode, (*jsondec.Decoder).Int)
 		case "created_at":
-			d.time(&c.CreatedAt)
+			d.Time(&c.CreatedAt)
 		case "started_at":
-			decodePtr(d, &c.StartedAt, (*decoder).time)
+			jsondec.Ptr(d, &c.StartedAt, (*jsondec.Decoder).Time)
 		case "detected_at":
-			d.time(&c.DetectedAt)
+			d.Time(&c.DetectedAt)
 		case "last_seen":
-			d.time(&c.LastSeen)
+			d.Time(&c.LastSeen)
 		case "stale":
-			d.bool(&c.Stale)
+			d.Bool(&c.Stale)
 		case "pid":
-			d.int(&c.PID)
+			d.Int(&c.PID)
 		case "user":
-			d.string(&c.User)
+			d.String(&c.User)
 		case "user_source":
-			d.string(&c.UserSource)
+			d.String(&c.UserSource)
 		case "gpu":
-			d.gpuAccess(&c.GPU)
+			decodeGpuAccess(d, &c.GPU)
 		case "gpu_processes":
-			c.GPUProcesses = decodeSlice(d, (*decoder).gpuProcess)
+			c.GPUProcesses = jsondec.Slice(d, decodeGpuProcess)
 		case "gpu_access":
-			d.string(&c.GPUAccess)
+			d.String(&c.GPUAccess)
 		case "gpus_undeclared":
-			c.GPUsUndeclared = decodeSlice(d, (*decoder).string)
+			c.GPUsUndeclared = jsondec.Slice(d, (*jsondec.Decoder).String)
 		case "runtime":
-			d.string(&c.Runtime)
+			d.String(&c.Runtime)
 		case "launcher":
-			decodePtr(d, &c.Launcher, (*decoder).launcher)
+			jsondec.Ptr(d, &c.Launcher, decodeLauncher)
 		case "cpu_percent":
-			decodePtr(d, &c.CPUPercent, (*decoder).float64)
+			jsondec.Ptr(d, &c.CPUPercent, (*jsondec.Decoder).Float64)
 		case "memory_bytes":
-			decodePtr(d, &c.MemoryBytes, (*decoder).uint64)
+			jsondec.Ptr(d, &c.MemoryBytes, (*jsondec.Decoder).Uint64)
 		case "cpu_usage_ns":
-			d.uint64(&c.CPUUsageNS)
+			d.Uint64(&c.CPUUsageNS)
 		case "cpu_sampled_at":
-			decodePtr(d, &c.CPUSampledAt, (*decoder).time)
+			jsondec.Ptr(d, &c.CPUSampledAt, (*jsondec.Decoder).Time)
 		case "labels":
-			c.Labels = decodeMap(d, (*decoder).string)
+			c.Labels = jsondec.Map(d, (*jsondec.Decoder).String)
 		case "detected_labels":
-			c.DetectedLabels = decodeMap(d, (*decoder).string)
+			c.DetectedLabels = jsondec.Map(d, (*jsondec.Decoder).String)
 		case "inspect_error":
-			d.string(&c.InspectError)
+			d.String(&c.InspectError)
 		}
 	})
 }
 
-var hostProcessKeys = newKeySet("pid", "start_ticks", "type", "command", "user", "user_source", "started_at",
+var hostProcessKeys = jsondec.NewKeys("pid", "start_ticks", "type", "command", "user", "user_source", "started_at",
 	"detected_at", "last_seen", "stale", "gpus", "gpu_memory_bytes", "gpu_memory", "kinds", "sm_util_percent",
 	"launcher")
 
-func (d *decoder) hostProcess(p *HostProcess) {
-	d.object(hostProcessKeys, func(key string) {
+func decodeHostProcess(d *jsondec.Decoder, p *HostProcess) {
+	d.Object(hostProcessKeys, func(key string) {
 		switch key {
 		case "pid":
-			d.int(&p.PID)
+			d.Int(&p.PID)
 		case "start_ticks":
-			d.uint64(&p.StartTicks)
+			d.Uint64(&p.StartTicks)
 		case "type":
-			d.string(&p.Type)
+			d.String(&p.Type)
 		case "command":
-			d.string(&p.Command)
+			d.String(&p.Command)
 		case "user":
-			d.string(&p.User)
+			d.String(&p.User)
 		case "user_source":
-			d.string(&p.UserSource)
+			d.String(&p.UserSource)
 		case "started_at":
-			d.time(&p.StartedAt)
+			d.Time(&p.StartedAt)
 		case "detected_at":
-			d.time(&p.DetectedAt)
+			d.Time(&p.DetectedAt)
 		case "last_seen":
-			d.time(&p.LastSeen)
+			d.Time(&p.LastSeen)
 		case "stale":
-			d.bool(&p.Stale)
+			d.Bool(&p.Stale)
 		case "gpus":
-			p.GPUs = decodeSlice(d, (*decoder).string)
+			p.GPUs = jsondec.Slice(d, (*jsondec.Decoder).String)
 		case "gpu_memory":
-			p.GPUMemory = decodeMap(d, (*decoder).uint64)
+			p.GPUMemory = jsondec.Map(d, (*jsondec.Decoder).Uint64)
 		case "gpu_memory_bytes":
-			decodePtr(d, &p.GPUMemoryBytes, (*decoder).uint64)
+			jsondec.Ptr(d, &p.GPUMemoryBytes, (*jsondec.Decoder).Uint64)
 		case "kinds":
-			p.Kinds = decodeSlice(d, (*decoder).string)
+			p.Kinds = jsondec.Slice(d, (*jsondec.Decoder).String)
 		case "sm_util_percent":
-			decodePtr(d, &p.SMUtilPercent, (*decoder).uint32)
+			jsondec.Ptr(d, &p.SMUtilPercent, (*jsondec.Decoder).Uint32)
 		case "launcher":
-			decodePtr(d, &p.Launcher, (*decoder).launcher)
+			jsondec.Ptr(d, &p.Launcher, decodeLauncher)
 		}
 	})
 }
 
-var launcherKeys = newKeySet("name", "job", "step", "image", "machine", "pod", "unit", "engine")
+var launcherKeys = jsondec.NewKeys("name", "job", "step", "image", "machine", "pod", "unit", "engine")
 
-func (d *decoder) launcher(l *Launcher) {
-	d.object(launcherKeys, func(key string) {
+func decodeLauncher(d *jsondec.Decoder, l *Launcher) {
+	d.Object(launcherKeys, func(key string) {
 		switch key {
 		case "name":
-			d.string(&l.Name)
+			d.String(&l.Name)
 		case "job":
-			d.string(&l.Job)
+			d.String(&l.Job)
 		case "step":
-			d.string(&l.Step)
+			d.String(&l.Step)
 		case "image":
-			d.string(&l.Image)
+			d.String(&l.Image)
 		case "machine":
-			d.string(&l.Machine)
+			d.String(&l.Machine)
 		case "pod":
-			d.string(&l.Pod)
+			d.String(&l.Pod)
 		case "unit":
-			d.string(&l.Unit)
+			d.String(&l.Unit)
 		case "engine":
-			d.string(&l.Engine)
+			d.String(&l.Engine)
 		}
 	})
-}
-
-// Containers of values. As in encoding/json: null gives a nil slice or
-// map, [] and {} empty non-nil ones, and a null element the zero value.
-
-// decodeSlice decodes an array, each element with elem.
-func decodeSlice[T any](d *decoder, elem func(*decoder, *T)) []T {
-	if d.null() {
-		return nil
-	}
-	if d.peek() != '[' {
-		d.mismatch("an array")
-	}
-	d.open()
-	out := []T{}
-	if d.peek() == ']' {
-		d.close()
-		return out
-	}
-	var zero T
-	size := int(unsafe.Sizeof(zero))
-	start := d.pos
-	for {
-		d.charge(size)
-		if len(out) == estimateAfter && d.depth == 2 {
-			out = grow(d, out, start, size)
-		}
-		out = append(out, zero)
-		elem(d, &out[len(out)-1])
-		if !d.more(']', "array element") {
-			break
-		}
-	}
-	d.depth--
-	return out
-}
-
-// estimateAfter is how many elements of one of the inventory's own lists
-// (containers, processes) are decoded before its length is estimated. The
-// lists inside them stay short and grow as slices do.
-const estimateAfter = 16
-
-// grow returns out with room for as many elements as the rest of the
-// document could hold if they were the size of those read since start. A
-// list of 10,000 containers is then not copied at every growth, and the
-// room it does not use is memory never touched. The budget caps the guess,
-// and the guesses of all the lists together.
-func grow[T any](d *decoder, out []T, start, size int) []T {
-	perElement := max((d.pos-start)/len(out), 1)
-	n := min((len(d.data)-d.pos)/perElement+1, d.budget/max(size, 1), d.reserve/max(size, 1))
-	d.reserve -= n * size
-	return append(make([]T, 0, len(out)+n), out...)
-}
-
-// decodeMap decodes an object with string keys, each value with elem.
-func decodeMap[V any](d *decoder, elem func(*decoder, *V)) map[string]V {
-	if d.null() {
-		return nil
-	}
-	if d.peek() != '{' {
-		d.mismatch("an object")
-	}
-	d.open()
-	out := map[string]V{}
-	if d.peek() == '}' {
-		d.close()
-		return out
-	}
-	var zero V
-	size := int(unsafe.Sizeof(zero)) + mapEntryOverhead
-	field := d.field
-	for {
-		d.charge(size)
-		key := d.key()
-		var v V
-		elem(d, &v)
-		n := len(out)
-		out[key] = v
-		if len(out) == n {
-			d.fail("key %q appears twice in %q", key, field)
-		}
-		if !d.more('}', "object key:value pair") {
-			break
-		}
-	}
-	d.depth--
-	return out
-}
-
-// mapEntryOverhead is roughly what a map entry costs beyond its key and
-// value.
-const mapEntryOverhead = 24
-
-// maxDecodedBytes caps the memory the lists and maps of one inventory take
-// once decoded, whatever their number: the file size cap alone would let
-// 60 MiB of "{}," become 20 million empty containers. The largest
-// inventory a scanner writes, at the file size cap, needs a fraction of it.
-const maxDecodedBytes = 512 << 20
-
-// charge counts size bytes against the decoding budget.
-func (d *decoder) charge(size int) {
-	d.budget -= size
-	if d.budget < 0 {
-		d.fail("more entries than an inventory can hold (over %d MiB once decoded)", maxDecodedBytes>>20)
-	}
-}
-
-// decodePtr decodes into a new value for *p, or sets *p to nil on null.
-func decodePtr[T any](d *decoder, p **T, elem func(*decoder, *T)) {
-	if d.null() {
-		*p = nil
-		return
-	}
-	v := new(T)
-	elem(d, v)
-	*p = v
-}
-
-// object decodes a JSON object whose keys are ks, calling set with the
-// key's name in ks for each one it holds. Unknown keys are skipped.
-func (d *decoder) object(ks *keySet, set func(key string)) {
-	if d.null() {
-		return
-	}
-	if d.peek() != '{' {
-		d.mismatch("an object")
-	}
-	d.open()
-	if d.peek() == '}' {
-		d.close()
-		return
-	}
-	var seen uint64
-	next := 0
-	for {
-		i := ks.lookup(d.key(), next)
-		switch {
-		case i < 0:
-			d.skip()
-		case seen&(1<<i) != 0:
-			d.fail("key %q appears twice in one object", ks.names[i])
-		default:
-			seen |= 1 << i
-			next = i + 1
-			d.field = ks.names[i]
-			set(ks.names[i])
-		}
-		if !d.more('}', "object key:value pair") {
-			break
-		}
-	}
-	d.depth--
-}
-
-// Values. Each leaves its target unchanged on null, as encoding/json does.
-
-func (d *decoder) string(p *string) {
-	if d.null() {
-		return
-	}
-	if d.peek() != '"' {
-		d.mismatch("a string")
-	}
-	s, plain := d.stringLiteral()
-	if !plain {
-		s = unquote(s)
-	}
-	*p = s
-}
-
-func (d *decoder) bool(p *bool) {
-	switch d.peek() {
-	case 'n':
-		d.literal("null")
-	case 't':
-		d.literal("true")
-		*p = true
-	case 'f':
-		d.literal("false")
-		*p = false
-	default:
-		d.mismatch("true or false")
-	}
-}
-
-func (d *decoder) int(p *int) {
-	if !d.null() {
-		*p = int(d.signed(strconv.IntSize))
-	}
-}
-
-func (d *decoder) int64(p *int64) {
-	if !d.null() {
-		*p = d.signed(64)
-	}
-}
-
-func (d *decoder) uint64(p *uint64) {
-	if !d.null() {
-		*p = d.unsigned(64)
-	}
-}
-
-func (d *decoder) uint32(p *uint32) {
-	if !d.null() {
-		*p = uint32(d.unsigned(32))
-	}
-}
-
-func (d *decoder) float64(p *float64) {
-	if d.null() {
-		return
-	}
-	lit := d.number()
-	f, err := strconv.ParseFloat(lit, 64)
-	if err != nil {
-		d.fail("field %q holds the number %s, which is out of range", d.field, lit)
-	}
-	*p = f
-}
-
-// time decodes an RFC 3339 string exactly as time.Time.UnmarshalJSON does.
-func (d *decoder) time(p *time.Time) {
-	if d.null() {
-		return
-	}
-	if d.peek() != '"' {
-		d.mismatch("a time")
-	}
-	start := d.pos
-	d.stringLiteral()
-	if err := p.UnmarshalJSON([]byte(d.data[start:d.pos])); err != nil {
-		d.fail("field %q: %v", d.field, err)
-	}
-}
-
-// signed decodes an integer that fits in bits.
-func (d *decoder) signed(bits int) int64 {
-	lit := d.number()
-	if n, ok := smallInt(lit); ok {
-		return n
-	}
-	n, err := strconv.ParseInt(lit, 10, bits)
-	if err != nil {
-		d.fail("field %q holds the number %s, want an integer of %d bits", d.field, lit, bits)
-	}
-	return n
-}
-
-// unsigned decodes a non-negative integer that fits in bits.
-func (d *decoder) unsigned(bits int) uint64 {
-	lit := d.number()
-	n, err := strconv.ParseUint(lit, 10, bits)
-	if err != nil {
-		d.fail("field %q holds the number %s, want an unsigned integer of %d bits", d.field, lit, bits)
-	}
-	return n
-}
-
-// smallInt parses lit without allocating when it is an integer of at most
-// nine digits, which fits every integer type it is used for.
-func smallInt(lit string) (int64, bool) {
-	digits := lit
-	if len(lit) > 0 && lit[0] == '-' {
-		digits = lit[1:]
-	}
-	if len(digits) == 0 || len(digits) > 9 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(digits); i++ {
-		c := digits[i]
-		if !isDigit(c) {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	if len(digits) < len(lit) {
-		n = -n
-	}
-	return n, true
-}
-
-// The lexer.
-
-func (d *decoder) fail(format string, args ...any) {
-	panic(decodeError{fmt.Errorf(format, args...)})
-}
-
-// syntaxError reports malformed JSON at the current position, in the words
-// encoding/json uses.
-func (d *decoder) syntaxError(format string, args ...any) {
-	d.fail("invalid JSON at byte %d: %s", d.pos, fmt.Sprintf(format, args...))
-}
-
-func (d *decoder) unexpectedEnd() {
-	d.pos = len(d.data)
-	d.syntaxError("unexpected end of JSON input")
-}
-
-func (d *decoder) skipSpace() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
-	}
-}
-
-// peek returns the next byte that is not white space, without consuming it.
-func (d *decoder) peek() byte {
-	if d.pos < len(d.data) && d.data[d.pos] > ' ' {
-		return d.data[d.pos]
-	}
-	d.skipSpace()
-	if d.pos >= len(d.data) {
-		d.unexpectedEnd()
-	}
-	return d.data[d.pos]
-}
-
-// null consumes a null and reports whether there was one.
-func (d *decoder) null() bool {
-	if d.peek() != 'n' {
-		return false
-	}
-	d.literal("null")
-	return true
-}
-
-func (d *decoder) literal(lit string) {
-	for i := 0; i < len(lit); i++ {
-		if d.pos >= len(d.data) {
-			d.unexpectedEnd()
-		}
-		if c := d.data[d.pos]; c != lit[i] {
-			d.syntaxError("invalid character %s in literal %s (expecting %s)", quoteChar(c), lit, quoteChar(lit[i]))
-		}
-		d.pos++
-	}
-}
-
-// open consumes the opening bracket of an object or array.
-func (d *decoder) open() {
-	d.pos++
-	d.depth++
-	if d.depth > maxDepth {
-		d.syntaxError("exceeded max depth")
-	}
-}
-
-// close consumes the closing bracket of an empty object or array.
-func (d *decoder) close() {
-	d.pos++
-	d.depth--
-}
-
-// more consumes the comma or the closing bracket after a member or an
-// element, and reports whether another one follows.
-func (d *decoder) more(closing byte, after string) bool {
-	switch c := d.peek(); c {
-	case ',':
-		d.pos++
-		return true
-	case closing:
-		d.pos++
-		return false
-	default:
-		d.syntaxError("invalid character %s after %s", quoteChar(c), after)
-		return false
-	}
-}
-
-// key consumes an object key and its colon, and returns the key.
-func (d *decoder) key() string {
-	if c := d.peek(); c != '"' {
-		d.syntaxError("invalid character %s looking for beginning of object key string", quoteChar(c))
-	}
-	k, plain := d.stringLiteral()
-	if !plain {
-		k = unquote(k)
-	}
-	if c := d.peek(); c != ':' {
-		d.syntaxError("invalid character %s after object key", quoteChar(c))
-	}
-	d.pos++
-	return k
-}
-
-// stringLiteral consumes a string literal, checking its syntax, and
-// returns what is between the quotes. plain is true when that is the
-// string itself: printable ASCII with no escape.
-func (d *decoder) stringLiteral() (s string, plain bool) {
-	d.pos++
-	start := d.pos
-	plain = true
-	for {
-		d.skipPlain()
-		if d.pos >= len(d.data) {
-			d.unexpectedEnd()
-		}
-		switch c := d.data[d.pos]; {
-		case c == '"':
-			d.pos++
-			return d.data[start : d.pos-1], plain
-		case c == '\\':
-			plain = false
-			d.escape()
-		case c < 0x20:
-			d.syntaxError("invalid character %s in string literal", quoteChar(c))
-		default:
-			plain = false
-			d.pos++
-		}
-	}
-}
-
-// skipPlain advances over printable ASCII other than '"' and '\\', eight
-// bytes at a time while it can: most of an inventory is such strings.
-func (d *decoder) skipPlain() {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for d.pos+8 <= len(d.data) {
-		s := d.data[d.pos : d.pos+8]
-		x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-		quote, backslash := x^(ones*'"'), x^(ones*'\\')
-		// A high bit is set in a byte of the result when that byte is a
-		// quote, a backslash, below 0x20 or above 0x7f (and, after one of
-		// those, maybe in higher bytes: the byte loop sorts that out).
-		if ((quote-ones)&^quote|(backslash-ones)&^backslash|(x-ones*0x20)&^x|x)&highs != 0 {
-			break
-		}
-		d.pos += 8
-	}
-	for d.pos < len(d.data) {
-		if c := d.data[d.pos]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			return
-		}
-		d.pos++
-	}
-}
-
-// escape checks the syntax of the escape sequence at the current position.
-func (d *decoder) escape() {
-	d.pos++
-	if d.pos >= len(d.data) {
-		d.unexpectedEnd()
-	}
-	switch c := d.data[d.pos]; c {
-	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-		d.pos++
-	case 'u':
-		d.pos++
-		for range 4 {
-			if d.pos >= len(d.data) {
-				d.unexpectedEnd()
-			}
-			if c := d.data[d.pos]; hexValue(c) < 0 {
-				d.syntaxError("invalid character %s in \\u hexadecimal character escape", quoteChar(c))
-			}
-			d.pos++
-		}
-	default:
-		d.syntaxError("invalid character %s in string escape code", quoteChar(c))
-	}
-}
-
-// number consumes a number literal, checking its syntax, and returns it.
-func (d *decoder) number() string {
-	c := d.peek()
-	if c != '-' && (c < '0' || c > '9') {
-		d.mismatch("a number")
-	}
-	start := d.pos
-	if c == '-' {
-		d.pos++
-	}
-	switch {
-	case d.pos >= len(d.data):
-		d.unexpectedEnd()
-	case d.data[d.pos] == '0':
-		d.pos++
-	case isDigit(d.data[d.pos]):
-		d.digits()
-	default:
-		d.syntaxError("invalid character %s in numeric literal", quoteChar(d.data[d.pos]))
-	}
-	if d.pos < len(d.data) && d.data[d.pos] == '.' {
-		d.pos++
-		d.requireDigits()
-	}
-	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
-		d.pos++
-		if d.pos < len(d.data) && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
-			d.pos++
-		}
-		d.requireDigits()
-	}
-	return d.data[start:d.pos]
-}
-
-func (d *decoder) requireDigits() {
-	if d.pos >= len(d.data) {
-		d.unexpectedEnd()
-	}
-	if !isDigit(d.data[d.pos]) {
-		d.syntaxError("invalid character %s in numeric literal", quoteChar(d.data[d.pos]))
-	}
-	d.digits()
-}
-
-func (d *decoder) digits() {
-	for d.pos < len(d.data) && isDigit(d.data[d.pos]) {
-		d.pos++
-	}
-}
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// skip consumes one value of any type, checking its syntax.
-func (d *decoder) skip() {
-	switch c := d.peek(); {
-	case c == '{':
-		d.open()
-		if d.peek() == '}' {
-			d.close()
-			return
-		}
-		for {
-			d.key()
-			d.skip()
-			if !d.more('}', "object key:value pair") {
-				break
-			}
-		}
-		d.depth--
-	case c == '[':
-		d.open()
-		if d.peek() == ']' {
-			d.close()
-			return
-		}
-		for {
-			d.skip()
-			if !d.more(']', "array element") {
-				break
-			}
-		}
-		d.depth--
-	case c == '"':
-		d.stringLiteral()
-	case c == 't':
-		d.literal("true")
-	case c == 'f':
-		d.literal("false")
-	case c == 'n':
-		d.literal("null")
-	case c == '-' || isDigit(c):
-		d.number()
-	default:
-		d.syntaxError("invalid character %s looking for beginning of value", quoteChar(c))
-	}
-}
-
-// mismatch reports a value of another JSON type than the field's. The
-// value is checked first: a syntax error in it is the real problem.
-func (d *decoder) mismatch(want string) {
-	start := d.pos
-	d.skip()
-	kind := jsonKind(d.data[start])
-	d.pos = start
-	if d.field == "" {
-		d.fail("the document is a JSON %s, want an object", kind)
-	}
-	d.fail("field %q holds a JSON %s, want %s", d.field, kind, want)
-}
-
-func jsonKind(c byte) string {
-	switch c {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	}
-	return "number"
-}
-
-// unquote returns the string a literal's contents s stand for, as
-// encoding/json decodes it: escapes resolved, and each byte of invalid
-// UTF-8 or unpaired surrogate replaced with U+FFFD. s has been checked by
-// stringLiteral.
-func unquote(s string) string {
-	b := make([]byte, 0, len(s)+utf8.UTFMax)
-	for r := 0; r < len(s); {
-		c := s[r]
-		switch {
-		case c == '\\':
-			switch s[r+1] {
-			case 'b':
-				b = append(b, '\b')
-			case 'f':
-				b = append(b, '\f')
-			case 'n':
-				b = append(b, '\n')
-			case 'r':
-				b = append(b, '\r')
-			case 't':
-				b = append(b, '\t')
-			case 'u':
-				rr := hex4(s[r+2:])
-				r += 6
-				if utf16.IsSurrogate(rr) {
-					if r+6 <= len(s) && s[r] == '\\' && s[r+1] == 'u' {
-						if dec := utf16.DecodeRune(rr, hex4(s[r+2:])); dec != unicode.ReplacementChar {
-							b = utf8.AppendRune(b, dec)
-							r += 6
-							continue
-						}
-					}
-					rr = unicode.ReplacementChar
-				}
-				b = utf8.AppendRune(b, rr)
-				continue
-			default: // '"', '\\', '/'
-				b = append(b, s[r+1])
-			}
-			r += 2
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			r++
-		default:
-			rr, size := utf8.DecodeRuneInString(s[r:])
-			if rr == utf8.RuneError && size == 1 {
-				b = utf8.AppendRune(b, utf8.RuneError)
-			} else {
-				b = append(b, s[r:r+size]...)
-			}
-			r += size
-		}
-	}
-	return string(b)
-}
-
-// hex4 returns the value of the four hex digits starting s.
-func hex4(s string) rune {
-	var r rune
-	for i := range 4 {
-		r = r<<4 | rune(hexValue(s[i]))
-	}
-	return r
-}
-
-func hexValue(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c - 'a' + 10)
-	case 'A' <= c && c <= 'F':
-		return int(c - 'A' + 10)
-	}
-	return -1
-}
-
-// quoteChar formats c as encoding/json does in its messages.
-func quoteChar(c byte) string {
-	switch c {
-	case '\'':
-		return `'\''`
-	case '"':
-		return `'"'`
-	}
-	s := strconv.Quote(string(rune(c)))
-	return "'" + s[1:len(s)-1] + "'"
 }

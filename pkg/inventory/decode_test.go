@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ds01-project/ds01/internal/jsondec"
 )
 
 // decodeStd decodes data as encoding/json does: the reference the decoder
@@ -31,7 +33,7 @@ func decodeOwn(data []byte) (Inventory, error) {
 func TestKeySetsCoverSchema(t *testing.T) {
 	for _, tc := range []struct {
 		v  any
-		ks *keySet
+		ks *jsondec.Keys
 	}{
 		{Inventory{}, inventoryKeys}, {ScanInfo{}, scanKeys}, {SourceStatus{}, sourceKeys},
 		{GPUDevice{}, gpuDeviceKeys}, {GPUAccess{}, gpuAccessKeys}, {GPUProcess{}, gpuProcessKeys},
@@ -42,7 +44,7 @@ func TestKeySetsCoverSchema(t *testing.T) {
 		for f := range typ.Fields() {
 			tags = append(tags, strings.Split(f.Tag.Get("json"), ",")[0])
 		}
-		got := slices.Clone(tc.ks.names)
+		got := tc.ks.Names()
 		slices.Sort(tags)
 		slices.Sort(got)
 		if !slices.Equal(got, tags) {
@@ -169,7 +171,7 @@ func TestDecodeEdges(t *testing.T) {
 		{"leading zero", `{"schema_version":01}`, nil, "after object key:value pair"},
 		{"trailing data", `{} {}`, nil, "after top-level value"},
 		{"bad literal", `{"containers":[{"stale":tru}]}`, nil, "in literal true"},
-		{"too deep", `{"x":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`, nil, "exceeded max depth"},
+		{"too deep", `{"x":` + strings.Repeat("[", jsondec.MaxDepth) + strings.Repeat("]", jsondec.MaxDepth) + `}`, nil, "exceeded max depth"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -397,13 +399,13 @@ func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 
 		// Nesting up to and past encoding/json's depth limit, in a value
 		// that is skipped and in one of the wrong type.
-		`{"x":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`,
-		`{"x":` + strings.Repeat(`{"a":`, maxDepth-1) + "1" + strings.Repeat("}", maxDepth-1) + `}`,
-		`{"x":` + strings.Repeat(`{"a":`, maxDepth) + "1" + strings.Repeat("}", maxDepth) + `}`,
-		`{"scan":{"id":` + strings.Repeat("[", maxDepth-2) + strings.Repeat("]", maxDepth-2) + `}}`,
-		`{"scan":{"id":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}}`,
-		`{"containers":[{"gpu":{"x":` + strings.Repeat("[", maxDepth-4) + strings.Repeat("]", maxDepth-4) + `}}]}`,
-		`{"x":` + strings.Repeat("[", maxDepth),
+		`{"x":` + strings.Repeat("[", jsondec.MaxDepth-1) + strings.Repeat("]", jsondec.MaxDepth-1) + `}`,
+		`{"x":` + strings.Repeat(`{"a":`, jsondec.MaxDepth-1) + "1" + strings.Repeat("}", jsondec.MaxDepth-1) + `}`,
+		`{"x":` + strings.Repeat(`{"a":`, jsondec.MaxDepth) + "1" + strings.Repeat("}", jsondec.MaxDepth) + `}`,
+		`{"scan":{"id":` + strings.Repeat("[", jsondec.MaxDepth-2) + strings.Repeat("]", jsondec.MaxDepth-2) + `}}`,
+		`{"scan":{"id":` + strings.Repeat("[", jsondec.MaxDepth) + strings.Repeat("]", jsondec.MaxDepth) + `}}`,
+		`{"containers":[{"gpu":{"x":` + strings.Repeat("[", jsondec.MaxDepth-4) + strings.Repeat("]", jsondec.MaxDepth-4) + `}}]}`,
+		`{"x":` + strings.Repeat("[", jsondec.MaxDepth),
 
 		// Times: the edges time.Time.UnmarshalJSON draws, in a value and in
 		// a pointer.
@@ -481,7 +483,7 @@ func TestDecodeBudget(t *testing.T) {
 // twice the entries decoded, which appending alone may leave, comes on top.
 func TestDecodeBudgetCapsReservedRoom(t *testing.T) {
 	const budget = 1 << 20
-	n := 2*estimateAfter + 1
+	n := 2*jsondec.EstimateAfter + 1
 	list := "[" + strings.Repeat("{},", n-1) + "{}]"
 	doc := `{"containers":` + list + `,"host_processes":` + list + `,"pending_processes":` + list +
 		`,"gpus":` + list + `,"x":"` + strings.Repeat("x", 8*budget) + `"}`

@@ -134,7 +134,7 @@ func ValidContainerID(id string) bool { return len(id) == 64 && isLowerHex(id) }
 // isLowerHex reports whether s is lower-case hex digits only.
 func isLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isDigit(c) && (c < 'a' || c > 'f') {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}
