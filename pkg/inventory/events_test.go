@@ -54,6 +54,26 @@ func TestFormatTimestamp(t *testing.T) {
 	}
 }
 
+// TestAppendTimestampMatchesLayout: the timestamp writer writes what
+// AppendFormat writes with its layout, at the edges of every field and of
+// the years it writes itself, and beyond them.
+func TestAppendTimestampMatchesLayout(t *testing.T) {
+	times := []time.Time{
+		{}, time.Unix(0, 0), time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 2, 28, 9, 5, 7, 1000, time.FixedZone("", -(9*3600+59))), time.Date(2026, 1, 30, 14, 30, 0, 999, time.UTC),
+	}
+	for i := range 2000 {
+		times = append(times, time.Unix(int64(i)*7919*86400+int64(i)*3607, int64(i)*499979%1e9))
+	}
+	for _, tc := range times {
+		want := string(tc.UTC().AppendFormat([]byte("x"), timestampLayout))
+		if got := string(appendTimestamp([]byte("x"), tc)); got != want {
+			t.Errorf("appendTimestamp(%v) = %q, want %q", tc, got, want)
+		}
+	}
+}
+
 // topLevelKeys returns the keys of the JSON object in line, in order.
 func topLevelKeys(t *testing.T, line []byte) []string {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -460,6 +461,49 @@ func TestEncodeMatchesWholeView(t *testing.T) {
 		if want := wholeView(t, inv); !bytes.Equal(got.Bytes(), want) {
 			t.Errorf("%s:\n got %s\nwant %s", name, got.Bytes(), want)
 		}
+	}
+}
+
+// TestEncodeContainersInPieces: the containers encoded in pieces, by one
+// worker or several, read as encoding the list whole does, whatever the
+// count's relation to the piece size, and an error in any piece stops the
+// encoding with that error.
+func TestEncodeContainersInPieces(t *testing.T) {
+	var full Inventory
+	n := 0
+	fill(reflect.ValueOf(&full).Elem(), &n)
+	for _, count := range []int{1, encodeChunk - 1, encodeChunk, encodeChunk + 1, 5*encodeChunk + 3} {
+		cs := make([]Container, count)
+		for i := range cs {
+			cs[i] = full.Containers[0]
+			cs[i].ID, cs[i].Name = fmt.Sprintf("%064x", i), fmt.Sprintf("c<%d>\u2028", i)
+		}
+		views := make([]containerView, len(cs))
+		for i := range cs {
+			views[i] = newContainerView(&cs[i])
+		}
+		want, err := json.Marshal(views)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, workers := range []int{1, 2, 3, maxEncodeWorkers, 16} {
+			var got bytes.Buffer
+			ew := errWriter{w: &got}
+			ew.write([]byte{'['})
+			if err := encodeContainers(&ew, cs, workers); err != nil {
+				t.Fatalf("%d containers, %d workers: %v", count, workers, err)
+			}
+			ew.write([]byte{']'})
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("%d containers, %d workers: encoded differently from the whole list", count, workers)
+			}
+		}
+	}
+	bad := make([]Container, 3*encodeChunk)
+	bad[2*encodeChunk+5].CPUPercent = ptr(math.NaN())
+	var sink bytes.Buffer
+	if err := encodeContainers(&errWriter{w: &sink}, bad, 2); err == nil || !strings.Contains(err.Error(), "NaN") {
+		t.Errorf("a NaN in the third piece: error %v, want encoding/json's", err)
 	}
 }
 
