@@ -45,3 +45,22 @@ func TestOneshotLeavesTheEnvironmentsChoice(t *testing.T) {
 		})
 	}
 }
+
+func TestLazySetsPercentAndLimit(t *testing.T) {
+	restore(t)
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	Lazy(400, 256<<20)
+	if got := debug.SetGCPercent(100); got != 400 {
+		t.Errorf("GC percent after Lazy = %d; want 400", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 256<<20 {
+		t.Errorf("memory limit after Lazy = %d; want %d", got, 256<<20)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetGCPercent(77)
+	Lazy(400, 256<<20)
+	if got := debug.SetGCPercent(100); got != 77 {
+		t.Errorf("GC percent with GOMEMLIMIT set = %d; want it untouched (77)", got)
+	}
+}
