@@ -16,7 +16,8 @@
 #   - `docker ps -a -q` (the floor for one list call) and
 #     `docker ps -aq | xargs docker inspect` (the floor for inspecting all);
 #   - ds01-workloads in each mode on the resulting inventory.
-# One table at the end, with the ratios steady/ps and cold/inspect-all.
+# One table at the end, with the ratios steady/ps (wall), cpu/ps (steady CPU
+# against docker ps -a -q's) and cold/inspect-all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make bench: needs root (it starts a private dockerd)" >&2; exit 1; }
@@ -144,6 +145,7 @@ for n in "${sizes[@]}"; do
 	steady_wall=$(col 1 "$out/steady")
 	steady_rss=$(awk '{print $3}' "$out/steady" | sort -g | tail -1)
 	ps_wall=$(col 1 "$out/ps")
+	ps_cpu=$(col 2 "$out/ps")
 	inspect_wall=$(for _ in $(seq "$runs"); do
 		measure sh -c 'docker ps -aq | xargs docker inspect' | awk '{print $1}'
 	done | median)
@@ -164,10 +166,12 @@ for n in "${sizes[@]}"; do
 	fi
 
 	cold_wall=$(col 1 "$out/cold")
-	rows+=("$(printf '%6s %9s %9s %9s %9s %8s %6s/%-3s %8s %10s %8s %8s %-15s %7s' \
-		"$n" "$(ms "$cold_wall")" "$(ms "$(col 2 "$out/cold")")" "$(ms "$steady_wall")" "$(ms "$(col 2 "$out/steady")")" \
-		"$((steady_rss / 1024))" "$cold_calls" "$steady_calls" "$(ms "$ps_wall")" "$(ms "$inspect_wall")" \
+	steady_cpu=$(col 2 "$out/steady")
+	rows+=("$(printf '%6s %9s %9s %9s %9s %8s %6s/%-3s %8s %7s %10s %8s %8s %8s %-15s %7s' \
+		"$n" "$(ms "$cold_wall")" "$(ms "$(col 2 "$out/cold")")" "$(ms "$steady_wall")" "$(ms "$steady_cpu")" \
+		"$((steady_rss / 1024))" "$cold_calls" "$steady_calls" "$(ms "$ps_wall")" "$(ms "$ps_cpu")" "$(ms "$inspect_wall")" \
 		"$(awk -v a="$steady_wall" -v b="$ps_wall" 'BEGIN {printf "%.2f", a/b}')" \
+		"$(awk -v a="$steady_cpu" -v b="$ps_cpu" 'BEGIN {printf "%.2f", (b > 0) ? a/b : 0}')" \
 		"$(awk -v a="$cold_wall" -v b="$inspect_wall" 'BEGIN {printf "%.2f", a/b}')" \
 		"${wl%/}" "$((wl_rss / 1024))")")
 	echo "measured N=$n" >&2
@@ -175,8 +179,8 @@ done
 
 echo
 echo "Times in ms (median of $runs; cold scans each from no state), RSS in MiB; API calls cold/steady (counted apart, through the proxy); ds01-workloads: table/wide/by-user/json"
-printf '%6s %9s %9s %9s %9s %8s %10s %8s %10s %8s %8s %-15s %7s\n' \
-	N cold cold-cpu steady steady-cpu scan-rss api-calls "ps -aq" inspect-all steady/ps cold/insp workloads wl-rss
+printf '%6s %9s %9s %9s %9s %8s %10s %8s %7s %10s %8s %8s %8s %-15s %7s\n' \
+	N cold cold-cpu steady steady-cpu scan-rss api-calls "ps -aq" ps-cpu inspect-all steady/ps cpu/ps cold/insp workloads wl-rss
 printf '%s\n' "${rows[@]}"
 if [ ${#before_rows[@]} -gt 0 ]; then
 	echo
