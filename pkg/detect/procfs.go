@@ -431,6 +431,14 @@ func (p *Procfs) DeviceHolders(ctx context.Context) (map[int][]string, error) {
 		wg.Go(func() {
 			for i := w; i < len(names) && ctx.Err() == nil; i += workers {
 				parts[w].scan(p, names[i])
+				// Its system calls are too short for the scheduler to
+				// hand the core on, so a goroutine the engine's answer
+				// has woken (the ping's, the list's) would wait for the
+				// next preemption, up to 10 ms; yielding after each
+				// process lets it run at once. In one sitting, 61 steady
+				// scans at N=1000 with and without, interleaved, twice:
+				// 212 against 222 and 211 against 227 ms.
+				runtime.Gosched()
 			}
 		})
 	}
